@@ -1,0 +1,208 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opendistribution/odi/internal/catalog"
+)
+
+// Disk stores each blob as a file named by its hex digest under two levels
+// of fan-out folders (ab/cd/abcd...), so no folder holds more than a few
+// hundred entries even with ten million blobs. Incoming bytes go to a
+// temporary file in the same file system and are renamed into place.
+type Disk struct {
+	root    string
+	tmp     string
+	durable bool
+	bufs    sync.Pool
+}
+
+// DiskOptions tune a Disk store.
+type DiskOptions struct {
+	// Durable makes Put fsync each blob and its folder before reporting
+	// success. A directory, which holds the source of truth, wants it; a
+	// relay, which can fetch a lost blob again, may skip it for speed.
+	Durable bool
+}
+
+// OpenDisk opens (creating if needed) a disk store rooted at dir. Temporary
+// files left by an earlier crash are removed.
+func OpenDisk(dir string, opts DiskOptions) (*Disk, error) {
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, fmt.Errorf("store: clear %s: %w", tmp, err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s := &Disk{root: dir, tmp: tmp, durable: opts.Durable}
+	s.bufs.New = func() any { b := make([]byte, CopyBufSize); return &b }
+	return s, nil
+}
+
+// Path returns where blob d lives on disk.
+func (s *Disk) Path(d catalog.Digest) string {
+	h := d.String()
+	return filepath.Join(s.root, h[0:2], h[2:4], h)
+}
+
+// Open implements Store.
+func (s *Disk) Open(d catalog.Digest) (File, error) {
+	f, err := os.Open(s.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("store: open %s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", d, err)
+	}
+	return f, nil
+}
+
+// Stat implements Store.
+func (s *Disk) Stat(d catalog.Digest) (int64, error) {
+	fi, err := os.Stat(s.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("store: stat %s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: stat %s: %w", d, err)
+	}
+	return fi.Size(), nil
+}
+
+// Put implements Store.
+func (s *Disk) Put(ctx context.Context, d catalog.Digest, size int64, r io.Reader) error {
+	if n, err := s.Stat(d); err == nil && n == size {
+		return nil
+	}
+	f, err := os.CreateTemp(s.tmp, "put-*")
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", d, err)
+	}
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	got, n, err := s.copy(f, io.LimitReader(ctxReader{ctx, r}, size+1))
+	if err == nil && (n != size || got != d) {
+		err = &MismatchError{Want: d, Got: got, WantSize: size, GotSize: n}
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("store: put %s: %w", d, err)
+	}
+	return s.commit(f, d)
+}
+
+// Import implements Store.
+func (s *Disk) Import(ctx context.Context, r io.Reader, maxSize int64) (catalog.Digest, int64, error) {
+	f, err := os.CreateTemp(s.tmp, "import-*")
+	if err != nil {
+		return catalog.Digest{}, 0, fmt.Errorf("store: import: %w", err)
+	}
+	defer os.Remove(f.Name())
+	d, n, err := s.copy(f, io.LimitReader(ctxReader{ctx, r}, maxSize+1))
+	if err == nil && n > maxSize {
+		err = fmt.Errorf("longer than %d bytes", maxSize)
+	}
+	if err != nil {
+		f.Close()
+		return d, n, fmt.Errorf("store: import: %w", err)
+	}
+	if have, err := s.Stat(d); err == nil && have == n {
+		f.Close()
+		return d, n, nil
+	}
+	return d, n, s.commit(f, d)
+}
+
+func (s *Disk) copy(f *os.File, r io.Reader) (catalog.Digest, int64, error) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	return hashCopy(f, r, *bp)
+}
+
+// commit makes the verified temporary file f the blob d.
+func (s *Disk) commit(f *os.File, d catalog.Digest) error {
+	if s.durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("store: put %s: %w", d, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store: put %s: %w", d, err)
+	}
+	dst := s.Path(d)
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: put %s: %w", d, err)
+	}
+	// Blobs are never modified in place: make that visible to anyone
+	// looking, and to tools that respect permissions.
+	if err := os.Chmod(f.Name(), 0o444); err != nil {
+		return fmt.Errorf("store: put %s: %w", d, err)
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return fmt.Errorf("store: put %s: %w", d, err)
+	}
+	if s.durable {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("store: put %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Delete implements Store.
+func (s *Disk) Delete(d catalog.Digest) error {
+	err := os.Remove(s.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: delete %s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete %s: %w", d, err)
+	}
+	return nil
+}
+
+// Walk implements Store. Files whose names are not digests in the right
+// folder (an operator's stray file) are skipped.
+func (s *Disk) Walk(fn func(d catalog.Digest, size int64) error) error {
+	return filepath.WalkDir(s.root, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("store: walk: %w", err)
+		}
+		if e.IsDir() {
+			if path == s.tmp {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		d, err := catalog.ParseDigest(e.Name())
+		if err != nil || s.Path(d) != path {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted while walking
+			}
+			return fmt.Errorf("store: walk: %w", err)
+		}
+		return fn(d, fi.Size())
+	})
+}

@@ -1,0 +1,80 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/store"
+	"github.com/opendistribution/odi/internal/store/storetest"
+)
+
+func TestDisk(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := store.OpenDisk(t.TempDir(), store.DiskOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestDiskDurable(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := store.OpenDisk(t.TempDir(), store.DiskOptions{Durable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestMem(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMem() })
+}
+
+func TestDiskVerifyFindsBytesChangedOnDisk(t *testing.T) {
+	s, err := store.OpenDisk(t.TempDir(), store.DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte("the quick brown fox")
+	d := catalog.DigestOf(b)
+	if err := s.Put(context.Background(), d, int64(len(b)), bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(s.Path(d))
+	before := store.StampOf(fi)
+	if err := os.Chmod(s.Path(d), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Path(d), []byte("the quick brown cat"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ = os.Stat(s.Path(d))
+	if store.StampOf(fi) == before {
+		t.Error("Stamp did not change when the blob file was rewritten")
+	}
+	if err := store.Verify(s, d); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("Verify(changed blob) = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestOpenDiskClearsLeftoverTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := store.OpenDisk(dir, store.DiskOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/tmp/put-123", []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenDisk(dir, store.DiskOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir + "/tmp/put-123"); !os.IsNotExist(err) {
+		t.Errorf("leftover temp file survived reopening: %v", err)
+	}
+}
