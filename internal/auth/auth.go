@@ -27,12 +27,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -180,4 +182,12 @@ func (v *Verifier) remember(key string, until, now time.Time) error {
 	}
 	v.seen[key] = until.Add(time.Second)
 	return nil
+}
+
+// RelayID derives a relay's id from its public key: "r" followed by 16
+// base32 characters of the key's SHA-256. Ids are stable across restarts
+// and re-enrollments because the key is.
+func RelayID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return "r" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:10]))
 }

@@ -1,0 +1,105 @@
+package config
+
+import (
+	"flag"
+	"net"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+)
+
+// Relay configures `odi relay`.
+type Relay struct {
+	// Listen is the address clients and the directory reach the relay on.
+	Listen string `toml:"listen"`
+	// PublicURL is how clients reach the relay; by default http://<listen>
+	// when listen names a host.
+	PublicURL string `toml:"public_url"`
+	Admin     string `toml:"admin"`
+	// Data holds the relay's key, its state database and the blobs.
+	Data        string `toml:"data"`
+	Directory   string `toml:"directory"`
+	EnrollToken string `toml:"enroll_token"`
+	// Quota is the most disk the relay's blobs may use.
+	Quota Size `toml:"quota"`
+	// Bandwidth caps serving and syncing together; zero means no cap.
+	Bandwidth Rate `toml:"bandwidth"`
+	// Catalogs to carry; empty means all of the directory's.
+	Catalogs []string `toml:"catalogs"`
+	// SyncConcurrency bounds parallel downloads while syncing.
+	SyncConcurrency int `toml:"sync_concurrency"`
+	// ScrubInterval is how long a full re-verification of held blobs may
+	// take at most; the relay paces its background scrub to it.
+	ScrubInterval time.Duration `toml:"scrub_interval"`
+	Log           Log           `toml:"log"`
+}
+
+// DefaultRelay returns a Relay with every default filled in.
+func DefaultRelay() Relay {
+	return Relay{
+		Listen:          ":8081",
+		Quota:           10 << 30,
+		SyncConcurrency: 8,
+		ScrubInterval:   7 * 24 * time.Hour,
+		Log:             Log{Level: "info", Format: "text"},
+	}
+}
+
+// Flags binds r's settings to flags on fs.
+func (r *Relay) Flags(fs *flag.FlagSet) {
+	fs.String("config", "", "TOML config `file`; flags override it")
+	fs.StringVar(&r.Listen, "listen", r.Listen, "`address` to serve on")
+	fs.StringVar(&r.PublicURL, "public-url", r.PublicURL, "`URL` clients use to reach this relay (default http://<listen>)")
+	fs.StringVar(&r.Admin, "admin", r.Admin, "`address` for /metrics and status pages (default: none)")
+	fs.StringVar(&r.Data, "data", r.Data, "`folder` for the relay's key, state and blobs")
+	fs.StringVar(&r.Directory, "directory", r.Directory, "`URL` of the directory to join")
+	fs.StringVar(&r.EnrollToken, "enroll-token", r.EnrollToken, "`token` the directory requires to enroll")
+	fs.Var(&r.Quota, "quota", "disk space for artifacts (`SIZE`: 500MB, 10GiB)")
+	fs.Var(&r.Bandwidth, "bandwidth", "cap on serving plus syncing (`RATE`: 100Mbit, 12.5MB; default none)")
+	fs.Var(&listFlag{list: &r.Catalogs}, "catalogs", "catalogs to carry (`NAME,...`; default all)")
+	fs.IntVar(&r.SyncConcurrency, "sync-concurrency", r.SyncConcurrency, "parallel downloads while syncing")
+	fs.DurationVar(&r.ScrubInterval, "scrub-interval", r.ScrubInterval, "re-verify every held blob within this `duration`")
+	r.Log.flags(fs)
+}
+
+// Validate reports every problem with r.
+func (r *Relay) Validate() Problems {
+	var p Problems
+	checkListen(&p, "listen", r.Listen, true)
+	if r.Admin != "" {
+		checkListen(&p, "admin", r.Admin, true)
+	}
+	if r.PublicURL != "" {
+		checkURL(&p, "public-url", r.PublicURL)
+	} else if host, _, err := net.SplitHostPort(r.Listen); err == nil && (host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()) {
+		p.Addf("public-url: required when listen (%q) names no host", r.Listen)
+	}
+	if r.Data == "" {
+		p.Addf("data: a folder is required (--data DIR)")
+	}
+	if r.Directory == "" {
+		p.Addf("directory: the URL of a directory to join is required (--directory URL)")
+	} else {
+		checkURL(&p, "directory", r.Directory)
+	}
+	if r.EnrollToken == "" {
+		p.Addf("enroll-token: required to enroll (--enroll-token TOKEN)")
+	}
+	if r.Quota < 1<<20 {
+		p.Addf("quota: %s is less than the 1MiB minimum", r.Quota)
+	}
+	if r.Bandwidth < 0 {
+		p.Addf("bandwidth: must not be negative")
+	}
+	for _, c := range r.Catalogs {
+		if err := catalog.ValidateName(c); err != nil {
+			p.Addf("catalogs: %v", err)
+		}
+	}
+	if r.SyncConcurrency < 1 || r.SyncConcurrency > 256 {
+		p.Addf("sync-concurrency: %d is not between 1 and 256", r.SyncConcurrency)
+	}
+	checkPositive(&p, "scrub-interval", r.ScrubInterval)
+	r.Log.validate(&p)
+	return p
+}

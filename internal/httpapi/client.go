@@ -1,0 +1,184 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opendistribution/odi/internal/auth"
+	"github.com/opendistribution/odi/internal/catalog"
+)
+
+// StatusError is a non-2xx answer from a server.
+type StatusError struct {
+	Status int
+	Msg    string
+	URL    string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s: %d %s", e.URL, e.Status, e.Msg)
+}
+
+// Client calls a directory's API. Calls that concern a relay are signed
+// with the relay's key when one is set.
+type Client struct {
+	base  string // no trailing slash
+	hc    *http.Client
+	relay string
+	key   ed25519.PrivateKey
+	now   func() time.Time
+}
+
+// NewClient returns a client for the directory at base (http://host:port).
+func NewClient(base string, hc *http.Client) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), hc: hc, now: time.Now}
+}
+
+// WithRelay returns a copy of c that signs its calls as relay id with key,
+// using now as its clock.
+func (c *Client) WithRelay(id string, key ed25519.PrivateKey, now func() time.Time) *Client {
+	d := *c
+	d.relay, d.key, d.now = id, key, now
+	return &d
+}
+
+// Base returns the directory's URL.
+func (c *Client) Base() string { return c.base }
+
+// Enroll asks the directory to accept the relay; the call is signed with
+// the key being enrolled, proving the relay holds it.
+func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (EnrollResponse, error) {
+	var resp EnrollResponse
+	err := c.do(ctx, "POST", PathEnroll, req, &resp)
+	return resp, err
+}
+
+// Heartbeat sends the relay's periodic report.
+func (c *Client) Heartbeat(ctx context.Context, req HeartbeatRequest) (HeartbeatResponse, error) {
+	var resp HeartbeatResponse
+	err := c.do(ctx, "POST", RelayPath(c.relay, "heartbeat"), req, &resp)
+	return resp, err
+}
+
+// Inventory reports the blobs the relay holds.
+func (c *Client) Inventory(ctx context.Context, req InventoryReport) (InventoryResponse, error) {
+	var resp InventoryResponse
+	err := c.do(ctx, "POST", RelayPath(c.relay, "inventory"), req, &resp)
+	return resp, err
+}
+
+// Changes fetches one page of a catalog's change log after version since,
+// starting at cursor ("" for the first page).
+func (c *Client) Changes(ctx context.Context, name string, since uint64, cursor string) (ChangesPage, error) {
+	q := url.Values{"since": {strconv.FormatUint(since, 10)}}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var page ChangesPage
+	err := c.do(ctx, "GET", ChangesPath(name)+"?"+q.Encode(), nil, &page)
+	return page, err
+}
+
+// Catalogs lists the directory's catalogs.
+func (c *Client) Catalogs(ctx context.Context) ([]CatalogInfo, error) {
+	var list []CatalogInfo
+	err := c.do(ctx, "GET", PathCatalogs, nil, &list)
+	return list, err
+}
+
+// Status fetches the directory's status.
+func (c *Client) Status(ctx context.Context) (DirectoryStatus, error) {
+	var st DirectoryStatus
+	err := c.do(ctx, "GET", PathStatus, nil, &st)
+	return st, err
+}
+
+// Blob opens blob d on the directory. The caller verifies what it reads.
+func (c *Client) Blob(ctx context.Context, d catalog.Digest) (io.ReadCloser, int64, error) {
+	return OpenBlob(ctx, c.hc, c.base+PathBlobs+d.String())
+}
+
+// OpenBlob GETs a blob URL and returns its body and announced size.
+func OpenBlob(ctx context.Context, hc *http.Client, u string) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, 0, readError(resp, u)
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// maxResponse bounds what the client reads of an API answer: the largest
+// is a change-log page.
+const maxResponse = 64 << 20
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	u := c.base + path
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.key != nil {
+		id := c.relay
+		if id == "" {
+			id = auth.RelayID(c.key.Public().(ed25519.PublicKey))
+		}
+		auth.Sign(req, body, id, c.key, c.now())
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return readError(resp, u)
+	}
+	if out == nil {
+		return nil
+	}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxResponse))
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%s: decode answer: %w", u, err)
+	}
+	return nil
+}
+
+func readError(resp *http.Response, u string) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg := strings.TrimSpace(string(b))
+	var eb ErrorBody
+	if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+		msg = eb.Error
+	}
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	return &StatusError{Status: resp.StatusCode, Msg: msg, URL: u}
+}

@@ -1,0 +1,157 @@
+package httpapi
+
+import (
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+)
+
+// Paths of the directory's API.
+const (
+	PathEnroll    = "/api/v1/relays"
+	PathCatalogs  = "/api/v1/catalogs"
+	PathStatus    = "/api/v1/status"
+	PathBlobs     = "/api/v1/blobs/"      // + hex digest
+	PathRedirect  = "/r/"                 // + catalog/path
+	PathCatalog   = "/c/"                 // + catalog/...
+	RelayHealth   = "/.odi/health"        // on relays
+	RelayBlobs    = "/.odi/blobs/"        // on relays, + hex digest
+	RelayInternal = "/.odi/"              // prefix of every relay endpoint that is not a catalog
+	AvoidParam    = "odi-avoid"           // query parameter a relay adds when it sends a client back
+	HeaderVersion = "Odi-Catalog-Version" // on answers that depend on a catalog version
+)
+
+// RelayPath returns the path of a relay's endpoint for call (heartbeat,
+// inventory) under the directory's API.
+func RelayPath(id, call string) string { return "/api/v1/relays/" + id + "/" + call }
+
+// ChangesPath returns the path of a catalog's change log.
+func ChangesPath(name string) string { return PathCatalog + name + "/changes" }
+
+// EnrollRequest is what a relay sends to join a directory.
+type EnrollRequest struct {
+	Token     string `json:"token"`
+	PublicURL string `json:"public_url"`
+	PublicKey []byte `json:"public_key"` // ed25519, 32 bytes
+	// Quota is the disk space, in bytes, the operator gives to artifacts.
+	Quota int64 `json:"quota"`
+	// Bandwidth is the operator's cap in bytes per second; 0 means none.
+	Bandwidth int64 `json:"bandwidth,omitempty"`
+	// Catalogs the relay wants to carry; empty means every catalog.
+	Catalogs []string `json:"catalogs,omitempty"`
+	Software string   `json:"software,omitempty"`
+}
+
+// EnrollResponse tells a relay who it is and how to behave.
+type EnrollResponse struct {
+	RelayID      string `json:"relay_id"`
+	DirectoryKey []byte `json:"directory_key"` // ed25519, signs commands to the relay
+	// HeartbeatSeconds is how often the directory expects to hear from it.
+	HeartbeatSeconds float64 `json:"heartbeat_seconds"`
+}
+
+// Assignment is a catalog a relay should carry and the version to reach.
+type Assignment struct {
+	Catalog string `json:"catalog"`
+	Version uint64 `json:"version"`
+}
+
+// Relay states, as the directory sees them.
+const (
+	StateEnrolled = "enrolled" // known, has not reported yet
+	StateSyncing  = "syncing"  // fetching its assignment
+	StateReady    = "ready"    // serving what it reported
+	StateDown     = "down"     // missed heartbeats or failed probes
+)
+
+// HeartbeatRequest is a relay's periodic report.
+type HeartbeatRequest struct {
+	State string `json:"state"` // syncing or ready
+	// Versions maps each catalog to the version the relay serves.
+	Versions map[string]uint64 `json:"versions"`
+	// Session echoes the directory's inventory session the relay last
+	// reported to; a mismatch asks for a full inventory.
+	Session     string `json:"session"`
+	BytesServed int64  `json:"bytes_served"`
+	DiskUsed    int64  `json:"disk_used"`
+	// Problems the relay wants its operator to see on the directory.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// HeartbeatResponse tells a relay what to carry and how it is doing.
+type HeartbeatResponse struct {
+	Assignments []Assignment `json:"assignments"`
+	// Session is the directory's inventory session; when it differs from
+	// what the relay sent, the relay reports its full inventory.
+	Session string `json:"session"`
+	// InRotation says whether clients are being sent to the relay, and
+	// Reason why not.
+	InRotation bool   `json:"in_rotation"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// InventoryReport tells the directory which blobs a relay holds, in full
+// or as a change since its last report in the same session.
+type InventoryReport struct {
+	Session  string            `json:"session"`
+	Full     bool              `json:"full"`
+	Versions map[string]uint64 `json:"versions"`
+	Add      []catalog.Digest  `json:"add,omitempty"`
+	Remove   []catalog.Digest  `json:"remove,omitempty"`
+}
+
+// InventoryResponse acknowledges a report.
+type InventoryResponse struct {
+	Held int `json:"held"` // blobs the directory now believes the relay holds
+}
+
+// Change is one entry of a catalog's change log on the wire.
+type Change struct {
+	Path    string         `json:"path"`
+	Deleted bool           `json:"deleted,omitempty"`
+	Size    int64          `json:"size,omitempty"`
+	SHA256  catalog.Digest `json:"sha256"`
+	MTime   int64          `json:"mtime,omitempty"` // Unix seconds
+	Version uint64         `json:"version"`
+}
+
+// ChangesPage is one page of a catalog's change log: everything that
+// changed after Since up to and including Version.
+type ChangesPage struct {
+	Catalog string   `json:"catalog"`
+	Since   uint64   `json:"since"`
+	Version uint64   `json:"version"`
+	Changes []Change `json:"changes"`
+	// Next, when not empty, is the cursor of the following page.
+	Next string `json:"next,omitempty"`
+}
+
+// CatalogInfo describes a published catalog.
+type CatalogInfo struct {
+	Name      string    `json:"name"`
+	Version   uint64    `json:"version"`
+	Artifacts int       `json:"artifacts"`
+	Bytes     int64     `json:"bytes"`
+	Updated   time.Time `json:"updated"`
+}
+
+// RelayInfo is the directory's view of one relay, for status pages.
+type RelayInfo struct {
+	ID         string            `json:"id"`
+	PublicURL  string            `json:"public_url"`
+	State      string            `json:"state"`
+	InRotation bool              `json:"in_rotation"`
+	Reason     string            `json:"reason,omitempty"`
+	Quota      int64             `json:"quota"`
+	Bandwidth  int64             `json:"bandwidth,omitempty"`
+	Held       int               `json:"held"`
+	Versions   map[string]uint64 `json:"versions"`
+	LastSeen   time.Time         `json:"last_seen"`
+	Problems   []string          `json:"problems,omitempty"`
+}
+
+// DirectoryStatus is the directory's status page in JSON.
+type DirectoryStatus struct {
+	Catalogs []CatalogInfo `json:"catalogs"`
+	Relays   []RelayInfo   `json:"relays"`
+}
