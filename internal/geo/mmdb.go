@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,14 @@ type DB struct {
 	dbs    atomic.Pointer[readers] // nil once closed
 	info   []DBInfo
 	errors atomic.Uint64
+	// bufs recycles decode targets: Decode takes them as an interface, so
+	// a fresh one per lookup would escape to the heap.
+	bufs sync.Pool
+}
+
+type lookupBuf struct {
+	geo geoRecord
+	asn asnRecord
 }
 
 // readers is immutable once built; DB swaps it out as a whole on Close.
@@ -197,10 +206,16 @@ func (db *DB) Lookup(addr netip.Addr) Location {
 		return Location{}
 	}
 	addr = addr.Unmap()
+	buf, _ := db.bufs.Get().(*lookupBuf)
+	if buf == nil {
+		buf = new(lookupBuf)
+	}
+	defer db.bufs.Put(buf)
 	var loc Location
 	if rs.geo != nil && (addr.Is4() || !rs.geoV4) {
-		var rec geoRecord
-		if err := rs.geo.Lookup(addr).Decode(&rec); err != nil {
+		rec := &buf.geo
+		*rec = geoRecord{}
+		if err := rs.geo.Lookup(addr).Decode(rec); err != nil {
 			db.errors.Add(1)
 		}
 		loc.Country = rec.country
@@ -218,8 +233,9 @@ func (db *DB) Lookup(addr netip.Addr) Location {
 		}
 	}
 	if rs.asn != nil && (addr.Is4() || !rs.asnV4) {
-		var rec asnRecord
-		if err := rs.asn.Lookup(addr).Decode(&rec); err != nil {
+		rec := &buf.asn
+		*rec = asnRecord{}
+		if err := rs.asn.Lookup(addr).Decode(rec); err != nil {
 			db.errors.Add(1)
 		}
 		if rec.asn <= 1<<32-1 {

@@ -80,29 +80,36 @@ func (g *geoRecord) readLocation(c mmdbdata.Cursor) (mmdbdata.Cursor, error) {
 	return m.End()
 }
 
-// readStringIn reads the string under key in the map at c into dst, and
-// skips everything else in that map.
+// readStringIn reads the string under key in the map at c into dst.
+//
+// It finds the map's successor with Skip first and stops reading at the
+// key. In MaxMind's files these maps (country, continent) are shared by
+// millions of records and stored once behind a pointer, so Skip costs O(1)
+// and the early stop spares walking the localised names that follow
+// iso_code in key order.
 func readStringIn(c mmdbdata.Cursor, key string, dst *string) (mmdbdata.Cursor, error) {
+	next, err := c.Skip()
+	if err != nil {
+		return mmdbdata.Cursor{}, err
+	}
 	m, err := c.Map()
 	if err != nil {
 		return mmdbdata.Cursor{}, err
 	}
-	var next mmdbdata.Cursor
+	var vnext mmdbdata.Cursor
 	for {
-		k, v, ok := m.Next(next)
+		k, v, ok := m.Next(vnext)
 		if !ok {
-			break
+			return next, m.Err()
 		}
 		if string(k) == key {
-			*dst, next, err = v.ReadString()
-		} else {
-			next, err = v.Skip()
+			*dst, _, err = v.ReadString()
+			return next, err
 		}
-		if err != nil {
+		if vnext, err = v.Skip(); err != nil {
 			return mmdbdata.Cursor{}, err
 		}
 	}
-	return m.End()
 }
 
 // asnRecord holds the fields of a GeoLite2 ASN (or GeoIP2 ISP) record.
