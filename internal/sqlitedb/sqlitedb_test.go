@@ -1,0 +1,74 @@
+package sqlitedb
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []string{"CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y INTEGER)"}
+	if err := Migrate(ctx, db, steps[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, db, steps); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO b VALUES (1)"); err != nil {
+		t.Fatalf("step 2 did not run: %v", err)
+	}
+	if err := Migrate(ctx, db, steps); err != nil {
+		t.Fatalf("re-running migrations: %v", err)
+	}
+	db.Close()
+
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = Migrate(ctx, db, steps[:1])
+	if err == nil || !strings.Contains(err.Error(), "newer than this odi") {
+		t.Fatalf("Migrate with fewer steps than the database has = %v", err)
+	}
+}
+
+func TestMigrateFailureLeavesVersion(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := Migrate(ctx, db, []string{"CREATE TABLE a (x)", "NOT SQL"}); err == nil {
+		t.Fatal("bad migration succeeded")
+	}
+	var v int
+	db.QueryRow("PRAGMA user_version").Scan(&v)
+	if v != 1 {
+		t.Fatalf("user_version = %d after failed step 2, want 1", v)
+	}
+}
+
+func TestOpenRefusesNonDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("this is not a database. ", 20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err == nil {
+		err = Migrate(context.Background(), db, []string{"CREATE TABLE a (x)"})
+		db.Close()
+	}
+	if err == nil {
+		t.Fatal("opening a text file as a database succeeded")
+	}
+}
