@@ -29,6 +29,10 @@ var ErrBadDatabase = errors.New("unusable MaxMind database")
 // instead it drops the DB's references, and the garbage collector unmaps
 // the files once the last such lookup has returned. Lookups that begin
 // after Close return the zero Location.
+//
+// The files are memory-mapped, so update them by renaming a new file into
+// place (as geoipupdate does), never by writing over the old one: its pages
+// may still be in use until the collector releases them.
 type DB struct {
 	dbs    atomic.Pointer[readers] // nil once closed
 	info   []DBInfo
@@ -199,10 +203,13 @@ func (db *DB) Errors() uint64 { return db.errors.Load() }
 
 // Lookup returns what the databases know of addr. IPv4-mapped IPv6
 // addresses are looked up as IPv4; zones are ignored. An address the
-// databases do not cover, or a closed DB, gives the zero Location.
+// databases do not cover, or a closed or nil DB, gives the zero Location.
 func (db *DB) Lookup(addr netip.Addr) Location {
+	if db == nil || !addr.IsValid() {
+		return Location{}
+	}
 	rs := db.dbs.Load()
-	if rs == nil || !addr.IsValid() {
+	if rs == nil {
 		return Location{}
 	}
 	addr = addr.Unmap()

@@ -2,6 +2,8 @@ package geo_test
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -398,5 +400,56 @@ func BenchmarkDBLookup(b *testing.B) {
 				db.Lookup(addr)
 			}
 		})
+	}
+}
+
+// BenchmarkDBLookupLarge looks up random addresses in a database shaped
+// like a real one: tens of thousands of networks, records of one country
+// sharing their country data, IPv6 networks at /48.
+func BenchmarkDBLookupLarge(b *testing.B) {
+	countries := []struct{ cc, cont string }{
+		{"DE", "EU"}, {"US", "NA"}, {"JP", "AS"}, {"BR", "SA"}, {"AU", "OC"}, {"ZA", "AF"},
+		{"FR", "EU"}, {"CA", "NA"}, {"IN", "AS"}, {"NL", "EU"}, {"GB", "EU"}, {"SE", "EU"},
+	}
+	var cities []geotest.CityEntry
+	var asns []geotest.ASNEntry
+	var addrs []netip.Addr
+	for i := range 20000 {
+		c := countries[i%len(countries)]
+		v4 := netip.AddrFrom4([4]byte{byte(1 + i>>14), byte(i >> 6), byte(i << 2), 0})
+		v6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i), 0, 0})
+		for _, p := range []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 48)} {
+			if p.Addr().Is6() && i%4 != 0 {
+				continue
+			}
+			cities = append(cities, geotest.CityEntry{
+				Prefix: p.String(), Country: c.cc, Continent: c.cont,
+				Lat: float64(i%180) - 89.5, Lon: float64(i%360) - 179.5, City: fmt.Sprintf("city-%d", i%500),
+			})
+			asns = append(asns, geotest.ASNEntry{Prefix: p.String(), ASN: uint32(64512 + i%1000), Org: fmt.Sprintf("Org %d", i%1000)})
+			a := p.Addr().AsSlice()
+			a[len(a)-1] = byte(i)
+			addr, _ := netip.AddrFromSlice(a)
+			addrs = append(addrs, addr)
+		}
+	}
+	dir := b.TempDir()
+	city, asn := filepath.Join(dir, "city.mmdb"), filepath.Join(dir, "asn.mmdb")
+	geotest.WriteCity(b, city, cities)
+	geotest.WriteASN(b, asn, asns)
+	db, err := geo.Open(city, asn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	rand.New(rand.NewPCG(5, 6)).Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	if got := db.Lookup(addrs[0]); got.Country == "" || got.ASN == 0 || !got.HasCoords {
+		b.Fatalf("Lookup(%s) = %+v", addrs[0], got)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		db.Lookup(addrs[i%len(addrs)])
+		i++
 	}
 }

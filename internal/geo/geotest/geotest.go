@@ -164,32 +164,32 @@ func LoopbackASNs() []ASNEntry {
 
 func cityRecords(entries []CityEntry, withLocation bool) []Record {
 	recs := make([]Record, 0, len(entries))
-	for i, e := range entries {
+	for _, e := range entries {
 		d := map[string]any{}
 		if e.Continent != "" {
 			d["continent"] = map[string]any{
 				"code":       e.Continent,
-				"geoname_id": 6255148 + i,
+				"geoname_id": geonameID(e.Continent),
 				"names":      names(e.Continent),
 			}
 		}
 		if e.Country != "" {
 			d["country"] = map[string]any{
 				"iso_code":   e.Country,
-				"geoname_id": 2921044 + i,
+				"geoname_id": geonameID(e.Country),
 				"names":      names(e.Country),
 			}
 		}
 		if reg := cmp.Or(e.RegisteredCountry, e.Country); reg != "" {
 			d["registered_country"] = map[string]any{
 				"iso_code":   reg,
-				"geoname_id": 2921044 + i,
+				"geoname_id": geonameID(reg),
 				"names":      names(reg),
 			}
 		}
 		if withLocation {
 			if e.City != "" {
-				d["city"] = map[string]any{"geoname_id": 2950159 + i, "names": names(e.City)}
+				d["city"] = map[string]any{"geoname_id": geonameID(e.City), "names": names(e.City)}
 			}
 			if e.Lat != 0 || e.Lon != 0 || e.Coords0 {
 				d["location"] = map[string]any{
@@ -203,6 +203,17 @@ func cityRecords(entries []CityEntry, withLocation bool) []Record {
 		recs = append(recs, Record{Prefix: e.Prefix, Data: d})
 	}
 	return recs
+}
+
+// geonameID makes up a stable ID per name, so that records of one country
+// share their country map as in MaxMind's files, where the writer stores it
+// once and points to it.
+func geonameID(name string) uint32 {
+	h := uint32(2166136261)
+	for i := range len(name) {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return h % 10_000_000
 }
 
 func names(s string) map[string]any {
