@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
@@ -118,6 +119,11 @@ func Open(geoPath, asnPath string) (*DB, error) {
 
 func openReader(path string, want dbKind) (*maxminddb.Reader, DBInfo, error) {
 	if err := sniff(path); err != nil {
+		// The message names the path already; keep the OS's reason only.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return nil, DBInfo{}, fmt.Errorf("geo: open %s %s: %w", want, path, err)
 	}
 	r, err := maxminddb.Open(path)

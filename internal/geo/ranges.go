@@ -45,21 +45,22 @@ func (e *RangeError) Unwrap() error { return e.Err }
 // the same. A lookup is then one binary search, with no allocation, and
 // its cost does not depend on how many prefix lengths are in use.
 type Ranges struct {
-	locs []Location
-	v4   []bound4
-	v6   []bound6
+	locs   []Location
+	v4, v6 []bound // sorted by start
 }
 
-// bound4 starts a stretch of IPv4 addresses that belongs to locs[loc], or
-// to no range if loc < 0. bound6 is the same for IPv6.
-type bound4 struct {
-	start uint32
-	loc   int32
-}
-
-type bound6 struct {
+// bound starts a stretch of addresses that belongs to locs[loc], or to no
+// range if loc < 0.
+type bound struct {
 	start u128
 	loc   int32
+}
+
+// prefixEntry is a parsed range awaiting flattening.
+type prefixEntry struct {
+	first, last u128
+	bits        int
+	loc         int32
 }
 
 type u128 struct{ hi, lo uint64 }
@@ -98,16 +99,12 @@ func u128Of(a netip.Addr) u128 {
 // continent. IPv4-mapped IPv6 prefixes (::ffff:10.0.0.0/104) are stored as
 // the IPv4 prefixes they denote, as lookups of mapped addresses are.
 func NewRanges(entries []Range) (*Ranges, error) {
-	type parsed struct {
-		p   netip.Prefix
-		idx int
-	}
 	var errs []error
 	bad := func(i int, err error) {
 		errs = append(errs, &RangeError{Index: i, CIDR: entries[i].CIDR, Err: err})
 	}
 	seen := make(map[netip.Prefix]int, len(entries))
-	var v4, v6 []parsed
+	var v4, v6 []prefixEntry
 	r := &Ranges{locs: make([]Location, len(entries))}
 	for i, e := range entries {
 		loc := e.Location
@@ -130,78 +127,72 @@ func NewRanges(entries []Range) (*Ranges, error) {
 			continue
 		}
 		seen[p] = i
+		pe := prefixEntry{first: u128Of(p.Addr()), last: u128Of(lastAddr(p)), bits: p.Bits(), loc: int32(i)}
 		if p.Addr().Is4() {
-			v4 = append(v4, parsed{p, i})
+			v4 = append(v4, pe)
 		} else {
-			v6 = append(v6, parsed{p, i})
+			v6 = append(v6, pe)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("geo: bad address ranges:\n%w", errors.Join(errs...))
 	}
+	r.v4 = flatten(v4, u128{0, 1<<32 - 1})
+	r.v6 = flatten(v6, u128{^uint64(0), ^uint64(0)})
+	return r, nil
+}
+
+// flatten turns prefixes of one family, whose last address is end, into
+// the boundaries of the stretches each most specific prefix owns.
+func flatten(ps []prefixEntry, end u128) []bound {
 	// Wider prefixes first among those starting at the same address, so
 	// the sweep meets every prefix after all prefixes that contain it.
-	order := func(a, b parsed) int {
-		if c := a.p.Addr().Compare(b.p.Addr()); c != 0 {
-			return c
+	slices.SortFunc(ps, func(a, b prefixEntry) int {
+		switch {
+		case a.first.less(b.first):
+			return -1
+		case b.first.less(a.first):
+			return 1
 		}
-		return a.p.Bits() - b.p.Bits()
+		return a.bits - b.bits
+	})
+	var bs []bound
+	emit := func(start u128, loc int32) {
+		if n := len(bs); n > 0 && bs[n-1].start == start {
+			bs[n-1].loc = loc // an inner prefix ended where the next begins
+			return
+		}
+		bs = append(bs, bound{start, loc})
 	}
-	slices.SortFunc(v4, order)
-	slices.SortFunc(v6, order)
-
-	// The sweep keeps the chain of prefixes containing the current one.
-	// When a prefix ends, the addresses after it return to the innermost
-	// prefix still open, or to none.
-	type open struct {
-		last u128
-		idx  int32
-	}
-	sweep := func(ps []parsed, end u128, emit func(start u128, loc int32)) {
-		var stack []open
-		closeUntil := func(start u128, all bool) {
-			for len(stack) > 0 {
-				top := stack[len(stack)-1]
-				if !all && !top.last.less(start) {
-					return
-				}
-				stack = stack[:len(stack)-1]
-				after, ok := top.last.next(end)
-				if !ok {
-					continue
-				}
-				outer := int32(-1)
-				if len(stack) > 0 {
-					outer = stack[len(stack)-1].idx
-				}
-				emit(after, outer)
+	// stack holds the chain of prefixes containing the current one. When
+	// a prefix ends, the addresses after it return to the innermost prefix
+	// still open, or to none.
+	var stack []prefixEntry
+	closeBefore := func(start u128, all bool) {
+		for len(stack) > 0 {
+			top := stack[len(stack)-1]
+			if !all && !top.last.less(start) {
+				return
 			}
+			stack = stack[:len(stack)-1]
+			after, ok := top.last.next(end)
+			if !ok {
+				continue
+			}
+			outer := int32(-1)
+			if len(stack) > 0 {
+				outer = stack[len(stack)-1].loc
+			}
+			emit(after, outer)
 		}
-		for _, p := range ps {
-			first := u128Of(p.p.Addr())
-			last := u128Of(lastAddr(p.p))
-			closeUntil(first, false)
-			emit(first, int32(p.idx))
-			stack = append(stack, open{last, int32(p.idx)})
-		}
-		closeUntil(u128{}, true)
 	}
-	sweep(v4, u128{0, 1<<32 - 1}, func(start u128, loc int32) {
-		s := uint32(start.lo)
-		if n := len(r.v4); n > 0 && r.v4[n-1].start == s {
-			r.v4[n-1].loc = loc // an inner prefix ended where the next begins
-			return
-		}
-		r.v4 = append(r.v4, bound4{s, loc})
-	})
-	sweep(v6, u128{^uint64(0), ^uint64(0)}, func(start u128, loc int32) {
-		if n := len(r.v6); n > 0 && r.v6[n-1].start == start {
-			r.v6[n-1].loc = loc
-			return
-		}
-		r.v6 = append(r.v6, bound6{start, loc})
-	})
-	return r, nil
+	for _, p := range ps {
+		closeBefore(p.first, false)
+		emit(p.first, p.loc)
+		stack = append(stack, p)
+	}
+	closeBefore(u128{}, true)
+	return bs
 }
 
 func unjoin(err error) []error {
@@ -217,8 +208,8 @@ func unjoin(err error) []error {
 func parseCIDR(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil {
-		if _, aerr := netip.ParseAddr(strings.TrimSpace(s)); aerr == nil {
-			return netip.Prefix{}, fmt.Errorf("%w: no prefix length; write %s/32 or /128 for one address", ErrBadCIDR, s)
+		if a, aerr := netip.ParseAddr(strings.TrimSpace(s)); aerr == nil {
+			return netip.Prefix{}, fmt.Errorf("%w: no prefix length; for one address write %s/%d", ErrBadCIDR, a, a.BitLen())
 		}
 		return netip.Prefix{}, fmt.Errorf("%w: %w", ErrBadCIDR, err)
 	}
@@ -264,38 +255,25 @@ func (r *Ranges) Lookup(addr netip.Addr) (Location, bool) {
 		return Location{}, false
 	}
 	addr = addr.Unmap()
-	var loc int32 = -1
+	bs := r.v6
 	if addr.Is4() {
-		b := addr.As4()
-		x := binary.BigEndian.Uint32(b[:])
-		// Find the last bound starting at or before x.
-		lo, hi := 0, len(r.v4)
-		for lo < hi {
-			mid := int(uint(lo+hi) >> 1)
-			if r.v4[mid].start <= x {
-				lo = mid + 1
-			} else {
-				hi = mid
-			}
-		}
-		if lo > 0 {
-			loc = r.v4[lo-1].loc
-		}
-	} else {
-		x := u128Of(addr)
-		lo, hi := 0, len(r.v6)
-		for lo < hi {
-			mid := int(uint(lo+hi) >> 1)
-			if !x.less(r.v6[mid].start) {
-				lo = mid + 1
-			} else {
-				hi = mid
-			}
-		}
-		if lo > 0 {
-			loc = r.v6[lo-1].loc
+		bs = r.v4
+	}
+	x := u128Of(addr)
+	// Find the last bound starting at or before x.
+	lo, hi := 0, len(bs)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if x.less(bs[mid].start) {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
 	}
+	if lo == 0 {
+		return Location{}, false
+	}
+	loc := bs[lo-1].loc
 	if loc < 0 {
 		return Location{}, false
 	}
