@@ -36,11 +36,11 @@ func (t Tier) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 // Nearness is how near a relay is to a client, as Rank measures it. Order
 // relays with Compare (for slices.SortFunc); show Reason to people.
 type Nearness struct {
-	Tier Tier
+	Tier Tier `json:"tier"`
 	// Km is the great-circle distance, valid only when HasKm: both sides
 	// had coordinates. Within a tier it breaks ties.
-	Km    float64
-	HasKm bool
+	Km    float64 `json:"km,omitempty"`
+	HasKm bool    `json:"has_km,omitempty"`
 
 	asn uint32 // the shared ASN, for TierSameNetwork
 	key string // the shared region, country or continent, or the relay's continent

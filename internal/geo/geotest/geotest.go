@@ -134,7 +134,10 @@ func Write(t testing.TB, path string, db DB) {
 
 // LoopbackCities is a small world on loopback addresses for tests across
 // packages: one /24 per place, so a test picks a client's location by
-// binding to a source address in it. Each call returns a fresh slice.
+// binding to a source address in it (Linux routes all of 127.0.0.0/8 to
+// loopback; other systems may only have 127.0.0.1, so tests there should
+// hand the address to the code under test instead). Each call returns a
+// fresh slice.
 func LoopbackCities() []CityEntry {
 	return []CityEntry{
 		{Prefix: "127.0.1.0/24", Country: "DE", Continent: "EU", Lat: 52.52, Lon: 13.405, City: "Berlin"},
