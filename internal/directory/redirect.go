@@ -1,0 +1,161 @@
+package directory
+
+import (
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
+)
+
+// maxAlternates is how many other relays a redirect names in Link headers
+// (RFC 6249), for clients that can fall back or download in parallel.
+const maxAlternates = 5
+
+// handleRedirect answers GET and HEAD /r/<catalog>/<path>. It reads the
+// escaped path itself: the mux would clean "..", and an encoded slash or
+// dot-dot must be refused, not decoded.
+func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return httpapi.Errorf(http.StatusMethodNotAllowed, "method %s not allowed; use GET or HEAD", r.Method)
+	}
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), httpapi.PathRedirect)
+	name, escaped, _ := strings.Cut(rest, "/")
+	if err := catalog.ValidateName(name); err != nil {
+		s.metrics.badRequest.Inc()
+		return err
+	}
+	p, err := catalog.ParseRequestPath(escaped)
+	if err != nil {
+		s.metrics.badRequest.Inc()
+		return err
+	}
+	e, c, ok := s.ix.lookup(name, p)
+	if c == nil {
+		s.metrics.notFound.Inc()
+		return httpapi.Errorf(http.StatusNotFound, "no catalog %q on this directory", name)
+	}
+	if !ok {
+		if c.version == 0 {
+			w.Header().Set("Retry-After", "5")
+			return httpapi.Errorf(http.StatusServiceUnavailable, "catalog %q is not published yet", name)
+		}
+		s.metrics.notFound.Inc()
+		return httpapi.Errorf(http.StatusNotFound, "no artifact %q in catalog %q", p, name)
+	}
+	var avoid string
+	if r.URL.RawQuery != "" {
+		avoid = r.URL.Query().Get(httpapi.AvoidParam)
+	}
+	var buf [16]candidate
+	cands := s.ix.candidates(c, e, avoid, buf[:0])
+
+	h := w.Header()
+	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
+	h.Set("Digest", "sha-256="+e.digest.Base64())
+	if len(cands) == 0 {
+		return s.serveSelf(w, r, p, e)
+	}
+	pick := choose(cands)
+	suffix := "/" + name + "/" + catalog.EscapePath(p) + "?sha256=" + e.digest.String()
+	h.Set("Location", cands[pick].url+suffix)
+	if len(cands) > 1 {
+		cands[pick] = cands[len(cands)-1]
+		cands = cands[:len(cands)-1]
+		sortByWeight(cands)
+		for i, alt := range cands[:min(len(cands), maxAlternates)] {
+			h.Add("Link", "<"+alt.url+suffix+">; rel=duplicate; pri="+strconv.Itoa(i+1))
+		}
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set(httpapi.HeaderVersion, strconv.FormatUint(e.version, 10))
+	w.WriteHeader(http.StatusFound)
+	s.metrics.redirects.Inc()
+	return nil
+}
+
+// choose picks a candidate at random, weighted by capacity, so traffic
+// spreads in proportion to what relays offer.
+func choose(c []candidate) int {
+	if len(c) == 1 {
+		return 0
+	}
+	var total float64
+	for _, x := range c {
+		total += x.weight
+	}
+	t := rand.Float64() * total
+	for i, x := range c {
+		if t < x.weight {
+			return i
+		}
+		t -= x.weight
+	}
+	return len(c) - 1
+}
+
+func sortByWeight(c []candidate) {
+	// Insertion sort: at most a handful of candidates.
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && c[j].weight > c[j-1].weight; j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+}
+
+// serveSelf sends the artifact's bytes from the directory's own store,
+// with ranges and conditional requests.
+func (s *Server) serveSelf(w http.ResponseWriter, r *http.Request, p string, e entry) error {
+	f, err := s.store.Open(e.digest)
+	if err != nil {
+		return &httpapi.Error{Status: http.StatusServiceUnavailable, Msg: "artifact temporarily unavailable", Err: err}
+	}
+	defer f.Close()
+	setArtifactHeaders(w.Header(), p, e)
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	cw := countingWriter{ResponseWriter: w}
+	http.ServeContent(&cw, r, "", time.Unix(0, e.mtime), f)
+	s.metrics.servedSelf.Inc()
+	s.metrics.bytesServed.Add(float64(cw.n))
+	return nil
+}
+
+// setArtifactHeaders sets what every response carrying artifact bytes has.
+func setArtifactHeaders(h http.Header, p string, e entry) {
+	h.Set("ETag", e.digest.ETag())
+	ct := mime.TypeByExtension(path.Ext(p))
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Artifacts are data, never pages of this site: even an HTML file
+	// published in a catalog cannot run script in the directory's origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+}
+
+// countingWriter counts body bytes. It keeps io.ReaderFrom visible so
+// net/http can still send files with sendfile.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n += n
+	return n, err
+}

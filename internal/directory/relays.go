@@ -1,0 +1,400 @@
+package directory
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opendistribution/odi/internal/auth"
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
+)
+
+// relayState is the directory's view of one enrolled relay. Every field
+// after row is guarded by the index's mutex.
+type relayState struct {
+	slot uint16
+	row  relayRow
+	pub  ed25519.PublicKey
+	// weight spreads traffic by capacity: the relay's bandwidth cap in
+	// Mbit/s, or 100 when it set none.
+	weight float64
+
+	lastHeartbeat time.Time
+	reported      string // state the relay reported: syncing or ready
+	session       string // inventory session of its last full report
+	probeFails    int
+	probeErr      string
+	held          int
+	bytesServed   int64
+	diskUsed      int64
+	problems      []string
+	persistedSeen time.Time
+
+	inRotation bool
+	reason     string
+}
+
+func weightOf(bandwidth int64) float64 {
+	if bandwidth <= 0 {
+		return 100
+	}
+	return max(1, float64(bandwidth)*8/1e6)
+}
+
+// maxAPIBody bounds what relays may send in one call. A full inventory of
+// a million blobs is about 67 MB of JSON; relays send it in parts.
+const maxAPIBody = 32 << 20
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+}
+
+func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, 64<<10)
+	if err != nil {
+		return err
+	}
+	var req httpapi.EnrollRequest
+	if err := httpapi.DecodeJSON(body, &req); err != nil {
+		return err
+	}
+	if !s.tokenOK(req.Token) {
+		if len(s.cfg.EnrollTokens) == 0 {
+			return httpapi.Errorf(http.StatusForbidden, "enrollment is closed on this directory")
+		}
+		return httpapi.Errorf(http.StatusForbidden, "wrong enrollment token")
+	}
+	if err := checkEnroll(&req); err != nil {
+		return err
+	}
+	pub := ed25519.PublicKey(req.PublicKey)
+	id := auth.RelayID(pub)
+	if err := s.verifier.Verify(r, body, id, pub); err != nil {
+		return err
+	}
+	now := s.now()
+	row := relayRow{
+		ID: id, PublicKey: req.PublicKey, PublicURL: strings.TrimRight(req.PublicURL, "/"),
+		Quota: req.Quota, Bandwidth: req.Bandwidth, Catalogs: req.Catalogs, Software: req.Software,
+		Enrolled: now, LastSeen: now,
+	}
+	s.ix.mu.Lock()
+	rs, known := s.ix.byID[id]
+	if known {
+		row.Enrolled = rs.row.Enrolled
+		rs.row, rs.weight = row, weightOf(row.Bandwidth)
+	} else {
+		rs = &relayState{row: row, pub: pub, weight: weightOf(row.Bandwidth)}
+		s.ix.addRelayLocked(rs)
+	}
+	s.updateRotationLocked(rs, now)
+	s.ix.mu.Unlock()
+	if err := s.db.putRelay(r.Context(), row); err != nil {
+		return err
+	}
+	s.log.Info("relay enrolled", "relay", id, "url", row.PublicURL, "quota", row.Quota, "again", known)
+	httpapi.WriteJSON(w, http.StatusOK, httpapi.EnrollResponse{
+		RelayID:          id,
+		DirectoryKey:     s.key.Public().(ed25519.PublicKey),
+		HeartbeatSeconds: s.cfg.Heartbeat.Seconds(),
+	})
+	return nil
+}
+
+func (s *Server) tokenOK(tok string) bool {
+	ok := false
+	for _, t := range s.cfg.EnrollTokens {
+		if subtle.ConstantTimeCompare([]byte(t), []byte(tok)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func checkEnroll(req *httpapi.EnrollRequest) error {
+	var probs []string
+	if len(req.PublicKey) != ed25519.PublicKeySize {
+		probs = append(probs, fmt.Sprintf("public_key must be %d bytes", ed25519.PublicKeySize))
+	}
+	if u, err := url.Parse(req.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		probs = append(probs, "public_url must be an absolute http or https URL")
+	}
+	if req.Quota <= 0 {
+		probs = append(probs, "quota must be positive")
+	}
+	if req.Bandwidth < 0 {
+		probs = append(probs, "bandwidth must not be negative")
+	}
+	for _, c := range req.Catalogs {
+		if catalog.ValidateName(c) != nil {
+			probs = append(probs, fmt.Sprintf("catalog %q is not a valid name", c))
+		}
+	}
+	if len(probs) > 0 {
+		return httpapi.Errorf(http.StatusBadRequest, "bad enrollment: %s", strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+// authRelay reads and verifies a signed call from relay {id}.
+func (s *Server) authRelay(w http.ResponseWriter, r *http.Request) (*relayState, []byte, error) {
+	id := r.PathValue("id")
+	s.ix.mu.RLock()
+	rs := s.ix.byID[id]
+	s.ix.mu.RUnlock()
+	if rs == nil {
+		return nil, nil, httpapi.Errorf(http.StatusNotFound, "unknown relay %q; enroll first", id)
+	}
+	body, err := readBody(w, r, maxAPIBody)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.verifier.Verify(r, body, id, rs.pub); err != nil {
+		return nil, nil, err
+	}
+	return rs, body, nil
+}
+
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
+	rs, body, err := s.authRelay(w, r)
+	if err != nil {
+		return err
+	}
+	var hb httpapi.HeartbeatRequest
+	if err := httpapi.DecodeJSON(body, &hb); err != nil {
+		return err
+	}
+	now := s.now()
+	s.ix.mu.Lock()
+	rs.lastHeartbeat = now
+	rs.reported = hb.State
+	rs.bytesServed, rs.diskUsed = hb.BytesServed, hb.DiskUsed
+	rs.problems = hb.Problems
+	s.setVersionsLocked(rs, hb.Versions)
+	s.updateRotationLocked(rs, now)
+	resp := httpapi.HeartbeatResponse{
+		Assignments: s.assignmentsLocked(rs),
+		Session:     s.session,
+		InRotation:  rs.inRotation,
+		Reason:      rs.reason,
+	}
+	persist := now.Sub(rs.persistedSeen) > time.Minute
+	if persist {
+		rs.persistedSeen = now
+	}
+	s.ix.mu.Unlock()
+	if persist {
+		if err := s.db.touchRelay(r.Context(), rs.row.ID, now); err != nil {
+			s.log.Warn("cannot record relay heartbeat", "relay", rs.row.ID, "err", err)
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// assignmentsLocked lists what relay rs should carry: every catalog it
+// asked for (all when it named none) at its current version.
+func (s *Server) assignmentsLocked(rs *relayState) []httpapi.Assignment {
+	var out []httpapi.Assignment
+	for name, c := range s.ix.catalogs {
+		if len(rs.row.Catalogs) > 0 && !slices.Contains(rs.row.Catalogs, name) {
+			continue
+		}
+		if c.version == 0 {
+			continue
+		}
+		out = append(out, httpapi.Assignment{Catalog: name, Version: c.version})
+	}
+	slices.SortFunc(out, func(a, b httpapi.Assignment) int { return strings.Compare(a.Catalog, b.Catalog) })
+	return out
+}
+
+// setVersionsLocked records the catalog versions a relay has applied. A
+// relay cannot be ahead of the directory; a claim that it is is clamped.
+func (s *Server) setVersionsLocked(rs *relayState, versions map[string]uint64) {
+	for name, v := range versions {
+		c, ok := s.ix.catalogs[name]
+		if !ok {
+			continue
+		}
+		c.relayVersion[rs.slot] = min(v, c.version)
+	}
+}
+
+// inventoryBatch is how many digests one hold of the write lock covers.
+const inventoryBatch = 8192
+
+func (s *Server) handleInventory(w http.ResponseWriter, r *http.Request) error {
+	rs, body, err := s.authRelay(w, r)
+	if err != nil {
+		return err
+	}
+	var rep httpapi.InventoryReport
+	if err := httpapi.DecodeJSON(body, &rep); err != nil {
+		return err
+	}
+	if rep.Session != s.session {
+		return httpapi.Errorf(http.StatusConflict, "inventory session %q is not the directory's current one; send a full report", rep.Session)
+	}
+	s.ix.mu.Lock()
+	if rep.Full {
+		s.ix.forgetHoldingsLocked(rs.slot)
+		rs.held = 0
+		rs.session = rep.Session
+	} else if rs.session != rep.Session {
+		s.ix.mu.Unlock()
+		return httpapi.Errorf(http.StatusConflict, "no full inventory in this session yet; send a full report")
+	}
+	rs.held += s.ix.holdLocked(rs.slot, nil, rep.Remove)
+	s.ix.mu.Unlock()
+	for add := rep.Add; len(add) > 0; {
+		n := min(len(add), inventoryBatch)
+		s.ix.mu.Lock()
+		rs.held += s.ix.holdLocked(rs.slot, add[:n], nil)
+		s.ix.mu.Unlock()
+		add = add[n:]
+	}
+	s.ix.mu.Lock()
+	s.setVersionsLocked(rs, rep.Versions)
+	s.updateRotationLocked(rs, s.now())
+	held := rs.held
+	s.ix.mu.Unlock()
+	httpapi.WriteJSON(w, http.StatusOK, httpapi.InventoryResponse{Held: held})
+	return nil
+}
+
+// probeFailLimit is how many failed health probes in a row take a relay
+// out of rotation: one lost packet should not, a dead relay should within
+// two probe intervals.
+const probeFailLimit = 2
+
+// updateRotationLocked decides whether clients may be sent to rs, and
+// records why not.
+func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
+	in, reason := true, ""
+	switch {
+	case rs.lastHeartbeat.IsZero():
+		in, reason = false, "no heartbeat received since the directory started"
+	case now.Sub(rs.lastHeartbeat) > 3*s.cfg.Heartbeat:
+		in, reason = false, fmt.Sprintf("no heartbeat for %s", now.Sub(rs.lastHeartbeat).Round(time.Second))
+	case rs.probeFails >= probeFailLimit:
+		in, reason = false, "health probe failed: "+rs.probeErr
+	case rs.session != s.session:
+		in, reason = false, "waiting for the relay's inventory"
+	}
+	if in != rs.inRotation {
+		if in {
+			s.log.Info("relay in rotation", "relay", rs.row.ID)
+		} else {
+			s.log.Warn("relay out of rotation", "relay", rs.row.ID, "reason", reason)
+		}
+	}
+	rs.inRotation, rs.reason = in, reason
+}
+
+// sweep re-evaluates every relay, so one that stopped talking leaves the
+// rotation even when nothing else happens.
+func (s *Server) sweep() {
+	now := s.now()
+	s.ix.mu.Lock()
+	defer s.ix.mu.Unlock()
+	up := 0
+	for _, rs := range s.ix.relays {
+		if rs == nil {
+			continue
+		}
+		s.updateRotationLocked(rs, now)
+		if rs.inRotation {
+			up++
+		}
+	}
+	s.metrics.relaysInRotation.Set(float64(up))
+}
+
+// probeConcurrency bounds health probes in flight.
+const probeConcurrency = 32
+
+// probeAll checks every relay's health endpoint once.
+func (s *Server) probeAll(ctx context.Context) {
+	s.ix.mu.RLock()
+	list := make([]*relayState, 0, len(s.ix.relays))
+	for _, rs := range s.ix.relays {
+		if rs != nil && !rs.lastHeartbeat.IsZero() {
+			list = append(list, rs)
+		}
+	}
+	s.ix.mu.RUnlock()
+	sem := make(chan struct{}, probeConcurrency)
+	var wg sync.WaitGroup
+	for _, rs := range list {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := s.probe(ctx, rs)
+			if ctx.Err() != nil {
+				return
+			}
+			s.ix.mu.Lock()
+			if err != nil {
+				rs.probeFails++
+				rs.probeErr = err.Error()
+			} else {
+				rs.probeFails, rs.probeErr = 0, ""
+			}
+			s.updateRotationLocked(rs, s.now())
+			s.ix.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// probe fetches the relay's health endpoint and checks it is that relay.
+func (s *Server) probe(ctx context.Context, rs *relayState) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval)
+	defer cancel()
+	s.ix.mu.RLock()
+	u := rs.row.PublicURL + httpapi.RelayHealth
+	id := rs.row.ID
+	s.ix.mu.RUnlock()
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return shortNetError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d", u, resp.StatusCode)
+	}
+	var h httpapi.RelayHealthInfo
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&h); err != nil {
+		return fmt.Errorf("%s: malformed answer", u)
+	}
+	if h.RelayID != id {
+		return fmt.Errorf("%s is relay %q, not %q", u, h.RelayID, id)
+	}
+	return nil
+}
+
+// shortNetError keeps what an operator needs from a transport error.
+func shortNetError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %v", ue.URL, ue.Err)
+	}
+	return err
+}

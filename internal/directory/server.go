@@ -1,0 +1,313 @@
+// Package directory is the ODI directory daemon: it publishes catalogs,
+// keeps the table of relays and what they hold, and answers every download
+// request with a redirect to a relay holding a verified copy of exactly the
+// requested bytes, or with the bytes themselves when no relay can.
+//
+// Invariants:
+//   - A redirect for a path goes only to a relay in rotation that reported
+//     holding the path's current digest and has applied the catalog's change
+//     log up to the version that set the path (see index).
+//   - A relay leaves the rotation when it misses three heartbeats or fails
+//     two health probes in a row, and the reason is recorded for it.
+//   - State (catalogs, versions, artifacts, relays) is in SQLite; blobs are
+//     in a store.Store keyed by digest. A restarted directory serves the
+//     last committed version at once and rescans its folders in the
+//     background.
+package directory
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/opendistribution/odi/internal/auth"
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/config"
+	"github.com/opendistribution/odi/internal/store"
+)
+
+// Deps are what a Server uses from outside.
+type Deps struct {
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// HTTPClient probes relays; it needs no timeout of its own, probes
+	// carry deadlines.
+	HTTPClient *http.Client
+	// Store holds blobs; a durable disk store under <data>/blobs when nil.
+	Store store.Store
+	// Registerer receives the metrics; they are not exported when nil.
+	Registerer prometheus.Registerer
+}
+
+// Server is a directory.
+type Server struct {
+	cfg      config.Directory
+	log      *slog.Logger
+	now      func() time.Time
+	hc       *http.Client
+	store    store.Store
+	db       *stateDB
+	ix       *index
+	key      ed25519.PrivateKey
+	session  string // changes at every start, so relays re-report inventories
+	verifier *auth.Verifier
+	metrics  *metrics
+
+	reload chan struct{}
+
+	mu      sync.Mutex
+	sources []config.CatalogSource // guarded by mu
+	scans   map[string]scanStatus  // guarded by mu
+}
+
+// scanStatus is the outcome of the last scan of a catalog's folder.
+type scanStatus struct {
+	At      time.Time
+	Version uint64
+	Err     string
+	Skipped int
+}
+
+// New opens the directory's state under cfg.Data and loads it. It opens no
+// socket: serve Handler() and call Run.
+func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = &http.Client{}
+	}
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	if deps.Store == nil {
+		st, err := store.OpenDisk(filepath.Join(cfg.Data, "blobs"), store.DiskOptions{Durable: true})
+		if err != nil {
+			return nil, err
+		}
+		deps.Store = st
+	}
+	key, err := loadOrCreateKey(filepath.Join(cfg.Data, "directory.key"))
+	if err != nil {
+		return nil, err
+	}
+	db, err := openState(ctx, filepath.Join(cfg.Data, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	var sess [8]byte
+	rand.Read(sess[:])
+	s := &Server{
+		cfg:      cfg,
+		log:      deps.Logger.With("component", "directory"),
+		now:      deps.Now,
+		hc:       deps.HTTPClient,
+		store:    deps.Store,
+		db:       db,
+		ix:       newIndex(),
+		key:      key,
+		session:  hex.EncodeToString(sess[:]),
+		verifier: auth.NewVerifier(deps.Now, 1<<20),
+		metrics:  newMetrics(deps.Registerer),
+		reload:   make(chan struct{}, 1),
+		sources:  cfg.Catalogs,
+		scans:    make(map[string]scanStatus),
+	}
+	if err := s.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// load fills the index from the database.
+func (s *Server) load(ctx context.Context) error {
+	start := s.now()
+	cats, err := s.db.catalogs(ctx)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, row := range cats {
+		s.ix.addCatalog(row.Name, row.ID)
+		const chunk = 65536
+		batch := make([]catalog.Artifact, 0, chunk)
+		err := s.db.loadArtifacts(ctx, row.ID, func(a catalog.Artifact) {
+			batch = append(batch, a)
+			if len(batch) == chunk {
+				s.ix.apply(row.Name, 0, row.Updated, batch, nil)
+				total += len(batch)
+				batch = batch[:0]
+			}
+		})
+		if err != nil {
+			return err
+		}
+		total += len(batch)
+		s.ix.apply(row.Name, row.Version, row.Updated, batch, nil)
+		s.metrics.catalogVersion.WithLabelValues(row.Name).Set(float64(row.Version))
+	}
+	relays, err := s.db.relays(ctx)
+	if err != nil {
+		return err
+	}
+	s.ix.mu.Lock()
+	for _, r := range relays {
+		rs := &relayState{row: r, pub: ed25519.PublicKey(r.PublicKey), weight: weightOf(r.Bandwidth)}
+		s.ix.addRelayLocked(rs)
+		s.updateRotationLocked(rs, s.now())
+	}
+	s.ix.mu.Unlock()
+	s.log.Info("state loaded", "catalogs", len(cats), "artifacts", total, "relays", len(relays),
+		"took", s.now().Sub(start).Round(time.Millisecond))
+	return nil
+}
+
+// Close releases the database. Call it after Run has returned and the
+// handler has stopped serving.
+func (s *Server) Close() error { return s.db.Close() }
+
+// Reload replaces the catalog sources and rescans them, as on SIGHUP.
+func (s *Server) Reload(sources []config.CatalogSource) {
+	s.mu.Lock()
+	s.sources = sources
+	s.mu.Unlock()
+	s.Rescan()
+}
+
+// Rescan asks Run to scan every catalog folder again.
+func (s *Server) Rescan() {
+	select {
+	case s.reload <- struct{}{}:
+	default: // one is already pending
+	}
+}
+
+// Run publishes the configured catalogs and keeps checking relays until
+// ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.publishLoop(ctx)
+	}()
+	probe := time.NewTicker(s.cfg.ProbeInterval)
+	defer probe.Stop()
+	sweep := time.NewTicker(min(time.Second, s.cfg.Heartbeat))
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-probe.C:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.probeAll(ctx)
+			}()
+		case <-sweep.C:
+			s.sweep()
+		}
+	}
+}
+
+func (s *Server) publishLoop(ctx context.Context) {
+	s.publishAll(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reload:
+			s.publishAll(ctx)
+		}
+	}
+}
+
+func (s *Server) publishAll(ctx context.Context) {
+	s.mu.Lock()
+	sources := s.sources
+	s.mu.Unlock()
+	for _, src := range sources {
+		_, v, err := s.publish(ctx, src.Name, src.Path)
+		st := scanStatus{At: s.now(), Version: v}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			st.Err = err.Error()
+			s.log.Error("catalog scan failed; serving the last version", "catalog", src.Name, "err", err)
+		}
+		s.mu.Lock()
+		s.scans[src.Name] = st
+		s.mu.Unlock()
+	}
+}
+
+// Session returns the current inventory session, for tests.
+func (s *Server) Session() string { return s.session }
+
+// PublicKey returns the key relays learn at enrollment.
+func (s *Server) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
+
+func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if err := writeFileAtomic(path, pemBytes, 0o600); err != nil {
+			return nil, fmt.Errorf("directory: save key: %w", err)
+		}
+		return priv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory: read key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("directory: %s is not a PEM private key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("directory: %s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("directory: %s is not an ed25519 key", path)
+	}
+	return priv, nil
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

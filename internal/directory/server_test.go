@@ -1,0 +1,310 @@
+package directory
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opendistribution/odi/internal/config"
+	"github.com/opendistribution/odi/internal/httpapi"
+)
+
+type fixture struct {
+	t    *testing.T
+	srv  *Server
+	http *httptest.Server
+	src  string
+	data string
+}
+
+func newFixture(t *testing.T, files map[string]string) *fixture {
+	t.Helper()
+	f := &fixture{t: t, src: t.TempDir(), data: t.TempDir()}
+	for p, body := range files {
+		f.write(p, body)
+	}
+	f.start()
+	return f
+}
+
+func (f *fixture) write(p, body string) {
+	abs := filepath.Join(f.src, filepath.FromSlash(p))
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(abs, []byte(body), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) start() {
+	cfg := config.DefaultDirectory()
+	cfg.Data = f.data
+	cfg.EnrollTokens = []string{"test-token"}
+	cfg.Catalogs = []config.CatalogSource{{Name: "demo", Path: f.src}}
+	srv, err := New(context.Background(), cfg, Deps{Logger: slog.New(slog.NewTextHandler(f.t.Output(), nil))})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.srv = srv
+	f.http = httptest.NewServer(srv.Handler())
+	f.t.Cleanup(func() {
+		f.http.Close()
+		srv.Close()
+	})
+}
+
+// publish rescans synchronously.
+func (f *fixture) publish() uint64 {
+	f.t.Helper()
+	_, v, err := f.srv.publish(context.Background(), "demo", f.src)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return v
+}
+
+func (f *fixture) get(path string, hdr ...string) *http.Response {
+	f.t.Helper()
+	req, _ := http.NewRequest("GET", f.http.URL+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func body(t *testing.T, r *http.Response) string {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestServesArtifactsItselfWithoutRelays(t *testing.T) {
+	files := map[string]string{
+		"a.txt":                       "alpha",
+		"deep/er/still/b.tar.gz":      "bravo",
+		"@scope/pkg+1.0~rc!.tgz":      "charlie",
+		"with space/100% done.txt":    "delta",
+		"pool/main/g/gcc_12+deb1.deb": "echo",
+	}
+	f := newFixture(t, files)
+	if v := f.publish(); v != 1 {
+		t.Fatalf("first publish made version %d", v)
+	}
+	for p, want := range files {
+		resp := f.get("/r/demo/" + escapeForTest(p))
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s = %d %s", p, resp.StatusCode, body(t, resp))
+		}
+		if got := body(t, resp); got != want {
+			t.Errorf("GET %s = %q, want %q", p, got, want)
+		}
+		sum := sha256.Sum256([]byte(want))
+		if etag := resp.Header.Get("ETag"); etag != `"`+hex.EncodeToString(sum[:])+`"` {
+			t.Errorf("GET %s ETag = %s", p, etag)
+		}
+		if rd := resp.Header.Get("Repr-Digest"); !strings.HasPrefix(rd, "sha-256=:") {
+			t.Errorf("GET %s Repr-Digest = %q", p, rd)
+		}
+	}
+}
+
+func escapeForTest(p string) string {
+	return strings.NewReplacer(" ", "%20", "%", "%25").Replace(p)
+}
+
+func TestRangeAndConditionalRequests(t *testing.T) {
+	f := newFixture(t, map[string]string{"x.bin": "0123456789"})
+	f.publish()
+	resp := f.get("/r/demo/x.bin", "Range", "bytes=2-5")
+	if resp.StatusCode != http.StatusPartialContent || body(t, resp) != "2345" {
+		t.Fatalf("range request = %d", resp.StatusCode)
+	}
+	etag := f.get("/r/demo/x.bin").Header.Get("ETag")
+	resp = f.get("/r/demo/x.bin", "If-None-Match", etag)
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("If-None-Match = %d, want 304", resp.StatusCode)
+	}
+}
+
+func TestRefusesMalformedPaths(t *testing.T) {
+	f := newFixture(t, map[string]string{"a/b.txt": "x"})
+	f.publish()
+	for name, p := range map[string]string{
+		"dotdot":         "/r/demo/a/../a/b.txt",
+		"encoded dotdot": "/r/demo/a/%2e%2e/a/b.txt",
+		"encoded slash":  "/r/demo/a%2Fb.txt",
+		"nul":            "/r/demo/a/b%00.txt",
+		"backslash":      "/r/demo/a%5Cb.txt",
+		"absolute":       "/r/demo//etc/passwd",
+		"dot segment":    "/r/demo/./a/b.txt",
+		"bad catalog":    "/r/De%20mo/a/b.txt",
+		"dotdot catalog": "/r/../a/b.txt",
+		"empty path":     "/r/demo/",
+		"bad escape":     "/r/demo/a%zz",
+	} {
+		resp := f.rawGet(p)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: GET %s = %d, want 400", name, p, resp.StatusCode)
+		}
+	}
+}
+
+// rawGet sends the request line exactly as given, as an attacker would.
+func (f *fixture) rawGet(p string) *http.Response {
+	f.t.Helper()
+	req, _ := http.NewRequest("GET", f.http.URL, nil)
+	req.URL.Opaque = p
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestUnknownCatalogAndPath(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "x"})
+	f.publish()
+	for p, want := range map[string]string{
+		"/r/nope/a.txt": `no catalog "nope"`,
+		"/r/demo/b.txt": `no artifact "b.txt" in catalog "demo"`,
+	} {
+		resp := f.get(p)
+		msg := body(t, resp)
+		if resp.StatusCode != 404 || !strings.Contains(msg, want) || strings.Count(msg, "\n") != 1 {
+			t.Errorf("GET %s = %d %q, want 404 with one line mentioning %q", p, resp.StatusCode, msg, want)
+		}
+	}
+}
+
+func TestRescanMakesVersionsAndChangeLog(t *testing.T) {
+	f := newFixture(t, map[string]string{"keep.txt": "k", "change.txt": "c1", "drop.txt": "d"})
+	v1 := f.publish()
+	if v := f.publish(); v != v1 {
+		t.Fatalf("rescan without changes made version %d", v)
+	}
+	f.write("change.txt", "c2-longer")
+	f.write("new.txt", "n")
+	os.Remove(filepath.Join(f.src, "drop.txt"))
+	v2 := f.publish()
+	if v2 != v1+1 {
+		t.Fatalf("version after change = %d, want %d", v2, v1+1)
+	}
+	if resp := f.get("/r/demo/drop.txt"); resp.StatusCode != 404 {
+		t.Errorf("deleted path = %d, want 404", resp.StatusCode)
+	}
+	if got := body(t, f.get("/r/demo/change.txt")); got != "c2-longer" {
+		t.Errorf("changed path serves %q", got)
+	}
+	c := httpapi.NewClient(f.http.URL, http.DefaultClient)
+	page, err := c.Changes(context.Background(), "demo", v1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ch := range page.Changes {
+		got = append(got, fmt.Sprintf("%s del=%v v=%d", ch.Path, ch.Deleted, ch.Version))
+	}
+	want := []string{"change.txt del=false v=2", "drop.txt del=true v=2", "new.txt del=false v=2"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("changes since %d = %v, want %v", v1, got, want)
+	}
+	full, err := c.Changes(context.Background(), "demo", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.Changes) != 4 { // keep, change, new, plus drop's tombstone
+		t.Errorf("changes since 0 = %d entries: %+v", len(full.Changes), full.Changes)
+	}
+}
+
+func TestChangeLogPaging(t *testing.T) {
+	files := map[string]string{}
+	for i := 0; i < 57; i++ {
+		files[fmt.Sprintf("f%03d", i)] = fmt.Sprint(i)
+	}
+	f := newFixture(t, files)
+	f.publish()
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		u := "/c/demo/changes?since=0&limit=10"
+		if cursor != "" {
+			u += "&cursor=" + cursor
+		}
+		resp := f.get(u)
+		var page httpapi.ChangesPage
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page.Changes {
+			if seen[c.Path] {
+				t.Fatalf("%s on two pages", c.Path)
+			}
+			seen[c.Path] = true
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	if len(seen) != 57 {
+		t.Fatalf("paged through %d changes, want 57", len(seen))
+	}
+	if resp := f.get("/c/demo/changes?cursor=garbage"); resp.StatusCode != 400 {
+		t.Errorf("malformed cursor = %d", resp.StatusCode)
+	}
+	if resp := f.get("/c/demo/changes?since=-1"); resp.StatusCode != 400 {
+		t.Errorf("negative since = %d", resp.StatusCode)
+	}
+}
+
+func TestRestartKeepsCatalog(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	f.http.Close()
+	f.srv.Close()
+	f.start()
+	// Served at once from the database, before any rescan.
+	if got := body(t, f.get("/r/demo/a.txt")); got != "alpha" {
+		t.Fatalf("after restart = %q", got)
+	}
+	if v := f.publish(); v != 1 {
+		t.Errorf("rescan after restart made version %d, want still 1", v)
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	req, _ := http.NewRequest("POST", f.http.URL+"/r/demo/a.txt", strings.NewReader("x"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") == "" {
+		t.Errorf("POST = %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
