@@ -1,0 +1,70 @@
+package tufrepo
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// tmpPrefix marks files being written; IsMetadataName never matches them
+// and Open removes leftovers from a crash.
+const tmpPrefix = ".tmp-"
+
+// writeAtomic writes data to dir/name so that a reader sees either the old
+// file or the complete new one, never a prefix, and so that the contents
+// are durable before the rename makes them visible. Metadata files are
+// written in an order that only makes sense if each is complete when the
+// next begins (timestamp.json last).
+func writeAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
+	if err != nil {
+		return fmt.Errorf("tufrepo: write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("tufrepo: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// syncDir makes the renames done so far in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("tufrepo: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("tufrepo: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeTemps deletes temporary files left by an interrupted write.
+func removeTemps(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("tufrepo: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package tufrepo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// stateFile records per-bin expiry and target count, which the snapshot
+// does not carry, so that Open and Renew need not read every bin. It is
+// private to the repository (IsMetadataName rejects it) and only a cache:
+// an entry whose version disagrees with the snapshot is ignored and the bin
+// file read instead.
+const stateFile = "state.json"
+
+type stateJSON struct {
+	Bins map[string]binState `json:"bins"`
+}
+
+func (r *Repository) writeState() error {
+	data, err := json.Marshal(stateJSON{Bins: r.bins})
+	if err != nil {
+		return fmt.Errorf("tufrepo: marshal state: %w", err)
+	}
+	return writeAtomic(r.dir, stateFile, data)
+}
+
+// loadBinStates fills r.bins for the current bins from the state file,
+// reading (in parallel) the bins it does not describe correctly.
+func (r *Repository) loadBinStates() error {
+	var st stateJSON
+	data, err := os.ReadFile(filepath.Join(r.dir, stateFile))
+	if err == nil {
+		// A damaged state file is not fatal: every bin is then read.
+		_ = json.Unmarshal(data, &st)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("tufrepo: read state: %w", err)
+	}
+	r.bins = map[string]binState{}
+	var stale []string
+	for _, name := range r.binNames() {
+		mf, ok := r.snapshot.Signed.Meta[name+".json"]
+		if !ok {
+			return fmt.Errorf("%w: snapshot lacks %s", ErrCorruptRepository, name)
+		}
+		if b, ok := st.Bins[name]; ok && b.Version == mf.Version {
+			r.bins[name] = b
+			continue
+		}
+		stale = append(stale, name)
+	}
+	var mu sync.Mutex
+	err = parallel(len(stale), r.opts.Workers, func(i int) error {
+		name := stale[i]
+		m, err := r.readBin(name)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		r.bins[name] = binState{Version: m.Signed.Version, Expires: m.Signed.Expires, Count: len(m.Signed.Targets)}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(stale) > 0 {
+		return r.writeState()
+	}
+	return nil
+}
+
+// readBin reads the current version of a bin as the snapshot lists it.
+func (r *Repository) readBin(name string) (*metadata.Metadata[metadata.TargetsType], error) {
+	mf, ok := r.snapshot.Signed.Meta[name+".json"]
+	if !ok {
+		return nil, fmt.Errorf("%w: snapshot lacks %s", ErrCorruptRepository, name)
+	}
+	m, err := readMeta[metadata.TargetsType](r.dir, metaFileName(name, mf.Version))
+	if err != nil {
+		return nil, err
+	}
+	if m.Signed.Version != mf.Version {
+		return nil, fmt.Errorf("%w: %s has version %d, snapshot says %d", ErrCorruptRepository, name, m.Signed.Version, mf.Version)
+	}
+	return m, nil
+}
+
+// parallel runs f(0..n-1) on up to workers goroutines and returns the
+// first error; after an error, remaining indexes are skipped.
+func parallel(n, workers int, f func(i int) error) error {
+	if workers > n {
+		workers = n
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+		ferr error
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if ferr != nil || next >= n {
+					mu.Unlock()
+					return
+				}
+				i := next
+				next++
+				mu.Unlock()
+				if err := f(i); err != nil {
+					mu.Lock()
+					if ferr == nil {
+						ferr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ferr
+}

@@ -1,0 +1,265 @@
+package tufrepo
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// txn accumulates one commit. Files are written as it goes, under names no
+// current metadata refers to, so nothing changes for a client until
+// timestamp.json is replaced at the very end; r's in-memory state changes
+// only after that. A failed txn leaves unreferenced files behind, which the
+// next txn overwrites (same versions) or Prune removes.
+type txn struct {
+	r   *Repository
+	now time.Time
+	c   Commit
+
+	root       *metadata.Metadata[metadata.RootType]    // new root, already written
+	targets    *metadata.Metadata[metadata.TargetsType] // new targets, already written
+	targetsLen int64
+
+	mu   sync.Mutex // guards bins during parallel signing
+	bins map[string]binUpdate
+
+	forceSnapshot  bool
+	forceTimestamp bool
+}
+
+type binUpdate struct {
+	state  binState
+	length int64
+}
+
+// binJob produces the complete new contents of one or more bins.
+type binJob func() (map[string]map[string]*metadata.TargetFiles, error)
+
+func (r *Repository) begin(now time.Time) *txn {
+	return &txn{r: r, now: now, bins: map[string]binUpdate{}}
+}
+
+func (t *txn) curRoot() *metadata.Metadata[metadata.RootType] {
+	if t.root != nil {
+		return t.root
+	}
+	return t.r.root
+}
+
+func (t *txn) curTargets() *metadata.Metadata[metadata.TargetsType] {
+	if t.targets != nil {
+		return t.targets
+	}
+	return t.r.targets
+}
+
+// writeRoot publishes the next root version. data must be root's signed
+// encoding as verified by the caller.
+func (t *txn) writeRoot(root *metadata.Metadata[metadata.RootType], data []byte) error {
+	name := metaFileName(metadata.ROOT, root.Signed.Version)
+	if err := writeAtomic(t.r.dir, name, data); err != nil {
+		return err
+	}
+	t.root = root
+	t.c.Written = append(t.c.Written, name)
+	return nil
+}
+
+// writeTargets publishes a new top-level targets version (signed).
+func (t *txn) writeTargets(targets *metadata.Metadata[metadata.TargetsType], data []byte) error {
+	name := metaFileName(metadata.TARGETS, targets.Signed.Version)
+	if err := writeAtomic(t.r.dir, name, data); err != nil {
+		return err
+	}
+	t.targets, t.targetsLen = targets, int64(len(data))
+	t.c.Written = append(t.c.Written, name)
+	return nil
+}
+
+// nextVersion is one more than the version the current snapshot lists for
+// a role (bins included), or 1.
+func (t *txn) nextVersion(role string) int64 {
+	if t.r.snapshot != nil {
+		if mf, ok := t.r.snapshot.Signed.Meta[role+".json"]; ok {
+			return mf.Version + 1
+		}
+	}
+	return 1
+}
+
+// signBins runs jobs in parallel, signing and writing every bin they
+// produce with the online bins key.
+func (t *txn) signBins(jobs []binJob) error {
+	key, err := t.r.binKey(t.curTargets())
+	if err != nil {
+		return err
+	}
+	keys := []*PrivateKey{key}
+	expires := expiresAt(t.now, t.r.opts.Expiry.Bins)
+	return parallel(len(jobs), t.r.opts.Workers, func(i int) error {
+		out, err := jobs[i]()
+		if err != nil {
+			return err
+		}
+		for name, targets := range out {
+			v := t.nextVersion(name)
+			m := metadata.Targets(expires)
+			m.Signed.Version = v
+			m.Signed.Targets = targets
+			if err := sign(m, keys); err != nil {
+				return err
+			}
+			data, err := m.ToBytes(false)
+			if err != nil {
+				return fmt.Errorf("tufrepo: encode %s: %w", name, err)
+			}
+			if err := writeAtomic(t.r.dir, metaFileName(name, v), data); err != nil {
+				return err
+			}
+			t.mu.Lock()
+			t.bins[name] = binUpdate{state: binState{Version: v, Expires: expires, Count: len(targets)}, length: int64(len(data))}
+			t.mu.Unlock()
+		}
+		return nil
+	})
+}
+
+// finish writes snapshot, state and timestamp as needed and installs the
+// new state in r.
+func (t *txn) finish() (*Commit, error) {
+	r := t.r
+	root := t.curRoot()
+	binNames := slices.Sorted(maps.Keys(t.bins))
+	for _, name := range binNames {
+		t.c.Written = append(t.c.Written, metaFileName(name, t.bins[name].state.Version))
+	}
+	t.c.Bins = binNames
+
+	snapshot, timestamp := r.snapshot, r.timestamp
+	if (t.targets != nil && snapshot != nil) || len(t.bins) > 0 || t.forceSnapshot {
+		keys, err := r.roleKeys(root, metadata.SNAPSHOT)
+		if err != nil {
+			return nil, err
+		}
+		s := metadata.Snapshot(expiresAt(t.now, r.opts.Expiry.Snapshot))
+		s.Signed.Meta = map[string]*metadata.MetaFiles{}
+		if snapshot != nil {
+			s.Signed.Version = snapshot.Signed.Version + 1
+			// Every role the old snapshot listed stays listed: TUF clients
+			// reject a snapshot that drops one (even a bin left over from a
+			// previous bin count).
+			for k, v := range snapshot.Signed.Meta {
+				s.Signed.Meta[k] = v
+			}
+		}
+		if t.targets != nil {
+			s.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: t.targets.Signed.Version, Length: t.targetsLen}
+		} else if _, ok := s.Signed.Meta["targets.json"]; !ok {
+			// First snapshot of a repository initialized offline.
+			data, err := os.ReadFile(filepath.Join(r.dir, metaFileName(metadata.TARGETS, r.targets.Signed.Version)))
+			if err != nil {
+				return nil, err
+			}
+			s.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: r.targets.Signed.Version, Length: int64(len(data))}
+		}
+		for name, b := range t.bins {
+			s.Signed.Meta[name+".json"] = &metadata.MetaFiles{Version: b.state.Version, Length: b.length}
+		}
+		if err := sign(s, keys); err != nil {
+			return nil, err
+		}
+		data, err := s.ToBytes(false)
+		if err != nil {
+			return nil, fmt.Errorf("tufrepo: encode snapshot: %w", err)
+		}
+		name := metaFileName(metadata.SNAPSHOT, s.Signed.Version)
+		if err := writeAtomic(r.dir, name, data); err != nil {
+			return nil, err
+		}
+		t.c.Written = append(t.c.Written, name)
+		snapshot = s
+		sum := sha256.Sum256(data)
+		timestamp, err = t.signTimestamp(root, snapshot.Signed.Version, int64(len(data)), sum[:])
+		if err != nil {
+			return nil, err
+		}
+	} else if t.forceTimestamp {
+		old := timestamp.Signed.Meta["snapshot.json"]
+		var err error
+		timestamp, err = t.signTimestamp(root, old.Version, old.Length, old.Hashes["sha256"])
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// Install the new state, then record it. The state file goes before
+	// timestamp.json so a crash in between leaves it describing bins the
+	// live snapshot does not list yet, which loadBinStates detects by
+	// version and repairs.
+	bins := r.bins
+	if t.targets != nil && t.targets.Signed.Delegations.SuccinctRoles.BitLength != r.bits() {
+		bins = map[string]binState{}
+	} else {
+		bins = maps.Clone(bins)
+	}
+	for name, b := range t.bins {
+		bins[name] = b.state
+	}
+	oldBins := r.bins
+	r.bins = bins
+	if err := r.writeState(); err != nil {
+		r.bins = oldBins
+		return nil, err
+	}
+	if timestamp != r.timestamp {
+		if err := syncDir(r.dir); err != nil {
+			r.bins = oldBins
+			return nil, err
+		}
+		data, err := timestamp.ToBytes(false)
+		if err != nil {
+			r.bins = oldBins
+			return nil, fmt.Errorf("tufrepo: encode timestamp: %w", err)
+		}
+		if err := writeAtomic(r.dir, TimestampFile, data); err != nil {
+			r.bins = oldBins
+			return nil, err
+		}
+		t.c.Written = append(t.c.Written, TimestampFile)
+	}
+	r.root, r.targets, r.snapshot, r.timestamp = root, t.curTargets(), snapshot, timestamp
+	t.c.Root, t.c.Targets = r.root.Signed.Version, r.targets.Signed.Version
+	if r.snapshot != nil {
+		t.c.Snapshot, t.c.Timestamp = r.snapshot.Signed.Version, r.timestamp.Signed.Version
+	}
+	return &t.c, nil
+}
+
+func (t *txn) signTimestamp(root *metadata.Metadata[metadata.RootType], snapVersion, snapLen int64, snapHash []byte) (*metadata.Metadata[metadata.TimestampType], error) {
+	keys, err := t.r.roleKeys(root, metadata.TIMESTAMP)
+	if err != nil {
+		return nil, err
+	}
+	ts := metadata.Timestamp(expiresAt(t.now, t.r.opts.Expiry.Timestamp))
+	if t.r.timestamp != nil {
+		ts.Signed.Version = t.r.timestamp.Signed.Version + 1
+	}
+	// Length and hash of the snapshot let clients refuse a substituted or
+	// endless snapshot before parsing it.
+	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": {
+		Version: snapVersion,
+		Length:  snapLen,
+		Hashes:  metadata.Hashes{"sha256": snapHash},
+	}}
+	if err := sign(ts, keys); err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
