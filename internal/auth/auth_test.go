@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -166,4 +168,23 @@ func TestVerifierForgetsOldNoncesAndBoundsMemory(t *testing.T) {
 
 func newReq(method, target string) *http.Request {
 	return httptest.NewRequest(method, target, nil)
+}
+
+func TestLoadOrCreateKey(t *testing.T) {
+	path := t.TempDir() + "/x.key"
+	k1, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreateKey(path)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("second load = %v, same key %v", err, k1.Equal(k2))
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", fi.Mode().Perm())
+	}
+	os.WriteFile(path, []byte("garbage"), 0o600)
+	if _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "not a PEM private key") {
+		t.Errorf("garbage key file: %v", err)
+	}
 }

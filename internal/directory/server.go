@@ -19,12 +19,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -105,7 +101,7 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		}
 		deps.Store = st
 	}
-	key, err := loadOrCreateKey(filepath.Join(cfg.Data, "directory.key"))
+	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.Data, "directory.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -268,41 +264,6 @@ func (s *Server) Session() string { return s.session }
 
 // PublicKey returns the key relays learn at enrollment.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
-
-func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
-			return nil, err
-		}
-		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		if err := writeFileAtomic(path, pemBytes, 0o600); err != nil {
-			return nil, fmt.Errorf("directory: save key: %w", err)
-		}
-		return priv, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("directory: read key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("directory: %s is not a PEM private key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("directory: %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("directory: %s is not an ed25519 key", path)
-	}
-	return priv, nil
-}
 
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
