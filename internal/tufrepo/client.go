@@ -442,3 +442,6 @@ func (c *Client) State() (s ClientState, ok bool) {
 	s.CachedBins = len(ts.Targets) - 1
 	return s, true
 }
+
+// CacheDir returns the folder holding the verified metadata.
+func (c *Client) CacheDir() string { return c.cfg.CacheDir }
