@@ -68,7 +68,7 @@ func (d *Directory) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&d.Admin, "admin", d.Admin, "`address` for /metrics and status pages (default: none)")
 	fs.StringVar(&d.Data, "data", d.Data, "`folder` for state and blobs")
 	fs.Var(&listFlag{list: &d.EnrollTokens}, "enroll-token", "`token` relays present to enroll (repeatable)")
-	fs.Var(&catalogFlag{list: &d.Catalogs}, "catalog", "publish files under PATH as catalog NAME (`NAME=PATH`, repeatable)")
+	fs.Var(CatalogFlag(&d.Catalogs), "catalog", "publish files under PATH as catalog NAME (`NAME=PATH`, repeatable)")
 	fs.DurationVar(&d.Heartbeat, "heartbeat", d.Heartbeat, "how often relays report")
 	fs.DurationVar(&d.ProbeInterval, "probe-interval", d.ProbeInterval, "how often relays are probed")
 	d.Log.flags(fs)
@@ -117,11 +117,12 @@ func (d *Directory) Validate() Problems {
 	}
 	checkPositive(&p, "heartbeat", d.Heartbeat)
 	checkPositive(&p, "probe-interval", d.ProbeInterval)
-	d.Log.validate(&p)
+	d.Log.Check(&p)
 	return p
 }
 
-func (l *Log) validate(p *Problems) {
+// Check adds l's problems to p.
+func (l *Log) Check(p *Problems) {
 	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -133,6 +134,10 @@ func (l *Log) validate(p *Problems) {
 		p.Addf("log-format: %q is not text or json", l.Format)
 	}
 }
+
+// CatalogFlag returns a flag.Value reading NAME=PATH into list; its first
+// use replaces what list held (from a config file), later uses append.
+func CatalogFlag(list *[]CatalogSource) flag.Value { return &catalogFlag{list: list} }
 
 // catalogFlag reads NAME=PATH; its first use replaces the file's catalogs.
 type catalogFlag struct {

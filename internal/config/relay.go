@@ -100,6 +100,6 @@ func (r *Relay) Validate() Problems {
 		p.Addf("sync-concurrency: %d is not between 1 and 256", r.SyncConcurrency)
 	}
 	checkPositive(&p, "scrub-interval", r.ScrubInterval)
-	r.Log.validate(&p)
+	r.Log.Check(&p)
 	return p
 }

@@ -155,3 +155,9 @@ type DirectoryStatus struct {
 	Catalogs []CatalogInfo `json:"catalogs"`
 	Relays   []RelayInfo   `json:"relays"`
 }
+
+// RelayHealthInfo is what a relay's health endpoint answers.
+type RelayHealthInfo struct {
+	RelayID string `json:"relay_id"`
+	State   string `json:"state"`
+}

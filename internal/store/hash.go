@@ -21,6 +21,7 @@ func hashCopy(w io.Writer, r io.Reader, buf []byte) (catalog.Digest, int64, erro
 	return d, n, err
 }
 
-func hashReader(r io.Reader) (catalog.Digest, int64, error) {
+// Sum reads r to the end and returns its digest and length.
+func Sum(r io.Reader) (catalog.Digest, int64, error) {
 	return hashCopy(io.Discard, r, make([]byte, 64<<10))
 }

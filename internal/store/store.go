@@ -85,7 +85,7 @@ func Verify(s Store, d catalog.Digest) error {
 	if err != nil {
 		return err
 	}
-	got, n, err := hashReader(f)
+	got, n, err := Sum(f)
 	if err != nil {
 		return fmt.Errorf("store: verify %s: %w", d, err)
 	}

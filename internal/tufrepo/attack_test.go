@@ -396,7 +396,9 @@ func TestClientRefusesMalformedMetadata(t *testing.T) {
 				return
 			}
 			s.Set(tc.file, tc.data(t, repo))
-			wantVerification(t, c.Refresh(ctx), nil)
+			err := c.Refresh(ctx)
+			t.Log(err)
+			wantVerification(t, err, nil)
 		})
 	}
 	t.Run("bad key length in trusted root", func(t *testing.T) {

@@ -1,0 +1,216 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
+)
+
+// reporter queues inventory changes for the directory.
+type reporter struct {
+	mu        sync.Mutex
+	want      string           // the directory's session, from heartbeats; guarded by mu
+	done      string           // session of the last full report; guarded by mu
+	adds      []catalog.Digest // guarded by mu
+	removes   []catalog.Digest // guarded by mu
+	condemned []catalog.Digest // deleted once reported gone; guarded by mu
+	kicked    chan struct{}
+}
+
+func (r *reporter) setSession(s string) {
+	r.mu.Lock()
+	changed := r.want != s
+	r.want = s
+	r.mu.Unlock()
+	if changed {
+		r.kick()
+	}
+}
+
+func (r *reporter) currentSession() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done
+}
+
+func (r *reporter) add(ds []catalog.Digest) {
+	if len(ds) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.adds = append(r.adds, ds...)
+	r.mu.Unlock()
+}
+
+func (r *reporter) remove(ds []catalog.Digest) {
+	if len(ds) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.removes = append(r.removes, ds...)
+	r.mu.Unlock()
+}
+
+// condemn reports blobs gone and deletes them once the directory knows.
+func (r *reporter) condemn(ds []catalog.Digest) {
+	if len(ds) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.removes = append(r.removes, ds...)
+	r.condemned = append(r.condemned, ds...)
+	r.mu.Unlock()
+}
+
+func (r *reporter) kick() {
+	select {
+	case r.kicked <- struct{}{}:
+	default:
+	}
+}
+
+// reportChunk bounds the digests in one inventory call (~6.5 MB of JSON).
+const reportChunk = 100_000
+
+// reportLoop sends queued inventory changes when kicked, and at least
+// every two seconds.
+func (s *Server) reportLoop(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		forced := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.rep.kicked:
+			forced = true
+		case <-t.C:
+		}
+		if err := s.flushReport(ctx, forced); err != nil && ctx.Err() == nil {
+			s.log.Warn("inventory report failed; will retry", "err", err)
+		}
+	}
+}
+
+// flushReport sends what is queued: a full inventory when the directory's
+// session is new to the relay, else the changes. With force it sends even
+// an empty change, which carries the catalog versions.
+func (s *Server) flushReport(ctx context.Context, force bool) error {
+	r := &s.rep
+	r.mu.Lock()
+	want, full := r.want, r.want != r.done
+	adds, removes, condemned := r.adds, r.removes, r.condemned
+	r.adds, r.removes, r.condemned = nil, nil, nil
+	r.mu.Unlock()
+	if want == "" || (!full && !force && len(adds) == 0 && len(removes) == 0) {
+		r.requeue(adds, removes, condemned)
+		return nil
+	}
+	var err error
+	if full {
+		err = s.sendFull(ctx, want, condemned)
+	} else {
+		err = s.sendChanges(ctx, want, adds, removes)
+	}
+	if err != nil {
+		r.requeue(adds, removes, condemned)
+		var se *httpapi.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusConflict {
+			r.mu.Lock()
+			r.done = ""
+			r.mu.Unlock()
+			r.kick()
+		}
+		return err
+	}
+	if full {
+		r.mu.Lock()
+		r.done = want
+		r.mu.Unlock()
+	}
+	s.deleteCondemned(condemned)
+	return nil
+}
+
+func (r *reporter) requeue(adds, removes, condemned []catalog.Digest) {
+	r.mu.Lock()
+	r.adds = append(adds, r.adds...)
+	r.removes = append(removes, r.removes...)
+	r.condemned = append(condemned, r.condemned...)
+	r.mu.Unlock()
+}
+
+func (s *Server) sendFull(ctx context.Context, session string, condemned []catalog.Digest) error {
+	skip := make(map[catalog.Digest]bool, len(condemned))
+	for _, d := range condemned {
+		skip[d] = true
+	}
+	s.mu.RLock()
+	held := make([]catalog.Digest, 0, len(s.blobs))
+	for d := range s.blobs {
+		if !skip[d] {
+			held = append(held, d)
+		}
+	}
+	versions := s.versionsLocked()
+	s.mu.RUnlock()
+	first := true
+	for first || len(held) > 0 {
+		n := min(len(held), reportChunk)
+		if _, err := s.dir.Inventory(ctx, httpapi.InventoryReport{Session: session, Full: first, Versions: versions, Add: held[:n]}); err != nil {
+			return err
+		}
+		held, first = held[n:], false
+	}
+	s.log.Info("full inventory reported", "blobs", len(s.blobs))
+	return nil
+}
+
+func (s *Server) sendChanges(ctx context.Context, session string, adds, removes []catalog.Digest) error {
+	s.mu.RLock()
+	versions := s.versionsLocked()
+	s.mu.RUnlock()
+	first := true
+	for first || len(adds) > 0 {
+		n := min(len(adds), reportChunk)
+		rep := httpapi.InventoryReport{Session: session, Versions: versions, Add: adds[:n]}
+		if first {
+			rep.Remove = removes
+		}
+		if _, err := s.dir.Inventory(ctx, rep); err != nil {
+			return err
+		}
+		adds, first = adds[n:], false
+	}
+	return nil
+}
+
+// deleteCondemned deletes blobs the directory now knows are gone, unless a
+// path started using them again meanwhile.
+func (s *Server) deleteCondemned(ds []catalog.Digest) {
+	for _, d := range ds {
+		s.mu.Lock()
+		b, held := s.blobs[d]
+		if !held || s.refs[d] > 0 {
+			s.mu.Unlock()
+			if held {
+				s.rep.add([]catalog.Digest{d})
+			}
+			continue
+		}
+		delete(s.blobs, d)
+		s.used -= b.size
+		s.mu.Unlock()
+		if err := s.store.Delete(d); err != nil {
+			s.log.Warn("cannot delete unused blob", "digest", d, "err", err)
+		}
+		if err := s.db.deleteBlob(context.Background(), d); err != nil {
+			s.log.Warn("cannot forget unused blob", "digest", d, "err", err)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
+)
+
+// errNotHeld means the relay cannot serve a blob right now.
+var errNotHeld = errors.New("blob not held")
+
+// handleArtifact serves GET and HEAD /<catalog>/<path>.
+func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return httpapi.Errorf(http.StatusMethodNotAllowed, "method %s not allowed; use GET or HEAD", r.Method)
+	}
+	name, escaped, _ := strings.Cut(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
+	if err := catalog.ValidateName(name); err != nil {
+		s.metrics.requests.bad.Inc()
+		return err
+	}
+	p, err := catalog.ParseRequestPath(escaped)
+	if err != nil {
+		s.metrics.requests.bad.Inc()
+		return err
+	}
+	s.mu.RLock()
+	var e entryRef
+	ok := false
+	if c := s.cats[name]; c != nil {
+		e, ok = c.entries[p]
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return s.bounce(w, r, name, p)
+	}
+	want := ""
+	if r.URL.RawQuery != "" {
+		want = r.URL.Query().Get("sha256")
+		if want != "" && want != e.digest.String() {
+			// The directory expects other bytes under this path than the
+			// relay has: one of them is between versions. Let it choose.
+			return s.bounce(w, r, name, p)
+		}
+	}
+	f, err := s.openVerified(e.digest)
+	if errors.Is(err, errNotHeld) {
+		return s.bounce(w, r, name, p)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("ETag", e.digest.ETag())
+	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
+	ct := mime.TypeByExtension(path.Ext(p))
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	if want != "" {
+		// The URL names the bytes: they can never change.
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "public, max-age=60")
+	}
+	s.serveFile(w, r, f)
+	return nil
+}
+
+// serveFile sends f with ranges and conditional requests, counting bytes.
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, f store.File) {
+	cw := countingWriter{ResponseWriter: w}
+	// No Last-Modified: the file time is when the relay fetched the blob,
+	// which means nothing to clients; the ETag names the bytes.
+	http.ServeContent(&cw, r, "", time.Time{}, f)
+	s.bytesServed.Add(cw.n)
+	s.metrics.bytesServed.Add(float64(cw.n))
+	if r.Method == http.MethodGet {
+		s.metrics.requests.served.Inc()
+	}
+}
+
+// bounce sends the client back to the directory, asking it to choose
+// another source than this relay.
+func (s *Server) bounce(w http.ResponseWriter, r *http.Request, name, p string) error {
+	u := s.cfg.Directory + httpapi.PathRedirect + name + "/" + catalog.EscapePath(p) + "?" + httpapi.AvoidParam + "=" + s.id
+	w.Header().Set("Location", u)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusFound)
+	s.metrics.requests.bounced.Inc()
+	return nil
+}
+
+// openVerified opens held blob d, verifying it first if its file changed
+// since it was last verified. A blob that no longer matches its digest is
+// dropped and errNotHeld returned.
+func (s *Server) openVerified(d catalog.Digest) (store.File, error) {
+	s.mu.RLock()
+	b := s.blobs[d]
+	var stamp store.Stamp
+	if b != nil {
+		stamp = b.stamp
+	}
+	s.mu.RUnlock()
+	if b == nil {
+		return nil, errNotHeld
+	}
+	f, err := s.store.Open(d)
+	if errors.Is(err, store.ErrNotFound) {
+		s.log.Warn("held blob is missing on disk", "digest", d)
+		s.drop(d, "missing on disk")
+		return nil, errNotHeld
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if store.StampOf(fi) == stamp {
+		b.lastAccess.Store(s.now().UnixNano())
+		return f, nil
+	}
+	// The file changed since it was verified: check every byte again
+	// before serving any.
+	if err := verifyFile(f, d, b.size); err != nil {
+		f.Close()
+		s.log.Error("held blob no longer matches its digest; dropping it", "digest", d, "err", err)
+		s.metrics.corrupt.Inc()
+		s.drop(d, "corrupt on disk")
+		return nil, errNotHeld
+	}
+	s.mu.Lock()
+	b.stamp = store.StampOf(fi)
+	s.mu.Unlock()
+	if err := s.db.putBlob(context.Background(), d, store.StampOf(fi), s.now()); err != nil {
+		s.log.Warn("cannot record re-verified blob", "digest", d, "err", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func verifyFile(f store.File, d catalog.Digest, size int64) error {
+	got, n, err := store.Sum(f)
+	if err != nil {
+		return err
+	}
+	if n != size || got != d {
+		return &store.MismatchError{Want: d, Got: got, WantSize: size, GotSize: n}
+	}
+	return nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	s.mu.RLock()
+	st := s.state
+	s.mu.RUnlock()
+	httpapi.WriteJSON(w, http.StatusOK, httpapi.RelayHealthInfo{RelayID: s.id, State: st})
+	return nil
+}
+
+// handleBlob serves a held blob by digest, for peers.
+func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
+	d, err := catalog.ParseDigest(r.PathValue("digest"))
+	if err != nil {
+		return err
+	}
+	f, err := s.openVerified(d)
+	if errors.Is(err, errNotHeld) {
+		return httpapi.Errorf(http.StatusNotFound, "blob %s not held here", d)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("ETag", d.ETag())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	s.serveFile(w, r, f)
+	return nil
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile available to net/http.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n += n
+	return n, err
+}

@@ -1,0 +1,259 @@
+// Package relay is the ODI relay daemon: it enrolls with a directory,
+// fetches the catalogs assigned to it, verifies every byte, serves plain
+// HTTP, and keeps the directory told what it holds.
+//
+// Invariants:
+//   - A blob is held only after its size and SHA-256 matched what the
+//     directory's catalog says; a blob whose file changed on disk since it
+//     was verified is verified again before a byte of it is served, and
+//     dropped if it no longer matches.
+//   - The relay reports a blob to the directory only once it holds it, and
+//     reports a blob gone before deleting it, so the directory never sends a
+//     client for bytes the relay does not have.
+//   - A request for a catalog path the relay cannot serve is sent back to
+//     the directory, never answered 404.
+package relay
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/opendistribution/odi/internal/auth"
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/config"
+	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
+)
+
+// Deps are what a Server uses from outside.
+type Deps struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// HTTPClient talks to the directory and downloads blobs.
+	HTTPClient *http.Client
+	Registerer prometheus.Registerer
+}
+
+// Server is a relay.
+type Server struct {
+	cfg     config.Relay
+	log     *slog.Logger
+	now     func() time.Time
+	hc      *http.Client
+	store   *store.Disk
+	db      *stateDB
+	key     ed25519.PrivateKey
+	id      string
+	dir     *httpapi.Client // signed as this relay
+	metrics *metrics
+
+	mu       sync.RWMutex
+	cats     map[string]*catState           // guarded by mu
+	blobs    map[catalog.Digest]*blobRecord // held blobs; guarded by mu
+	refs     map[catalog.Digest]int         // entries per digest; guarded by mu
+	used     int64                          // bytes of held blobs; guarded by mu
+	state    string                         // syncing or ready; guarded by mu
+	problems map[string]string              // kind → message; guarded by mu
+	dirKey   ed25519.PublicKey              // guarded by mu
+
+	// rep carries inventory changes to the reporter.
+	rep reporter
+
+	bytesServed atomic.Int64
+	syncNow     chan struct{}
+}
+
+// catState is the relay's view of one catalog.
+type catState struct {
+	version uint64
+	entries map[string]entryRef
+}
+
+type entryRef struct {
+	digest catalog.Digest
+	size   int64
+}
+
+// blobRecord is a held blob. stamp and lastAccess are guarded by the
+// Server's mu.
+type blobRecord struct {
+	size       int64
+	stamp      store.Stamp
+	lastAccess atomic.Int64 // Unix nanoseconds
+}
+
+// New opens the relay's state under cfg.Data. cfg.PublicURL must be set
+// (the caller derives it from the listener when the operator gave none).
+func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = &http.Client{}
+	}
+	if cfg.PublicURL == "" {
+		return nil, errors.New("relay: no public URL")
+	}
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	st, err := store.OpenDisk(filepath.Join(cfg.Data, "blobs"), store.DiskOptions{})
+	if err != nil {
+		return nil, err
+	}
+	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.Data, "relay.key"))
+	if err != nil {
+		return nil, err
+	}
+	db, err := openState(ctx, filepath.Join(cfg.Data, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	id := auth.RelayID(key.Public().(ed25519.PublicKey))
+	s := &Server{
+		cfg:      cfg,
+		log:      deps.Logger.With("component", "relay", "relay", id),
+		now:      deps.Now,
+		hc:       deps.HTTPClient,
+		store:    st,
+		db:       db,
+		key:      key,
+		id:       id,
+		dir:      httpapi.NewClient(cfg.Directory, deps.HTTPClient).WithRelay(id, key, deps.Now),
+		metrics:  newMetrics(deps.Registerer),
+		cats:     make(map[string]*catState),
+		blobs:    make(map[catalog.Digest]*blobRecord),
+		refs:     make(map[catalog.Digest]int),
+		state:    httpapi.StateSyncing,
+		problems: make(map[string]string),
+		syncNow:  make(chan struct{}, 1),
+		rep:      reporter{kicked: make(chan struct{}, 1)},
+	}
+	s.cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if err := s.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ID returns the relay's id, derived from its key.
+func (s *Server) ID() string { return s.id }
+
+// load restores the catalogs, entries and held blobs, and reconciles the
+// blob list with the files actually on disk.
+func (s *Server) load(ctx context.Context) error {
+	err := s.db.load(ctx,
+		func(name string, v uint64) {
+			s.cats[name] = &catState{version: v, entries: make(map[string]entryRef)}
+		},
+		func(name, p string, d catalog.Digest, size int64) {
+			c := s.cats[name]
+			if c == nil {
+				c = &catState{entries: make(map[string]entryRef)}
+				s.cats[name] = c
+			}
+			c.entries[p] = entryRef{digest: d, size: size}
+			s.refs[d]++
+		},
+		func(d catalog.Digest, size int64, st store.Stamp, access time.Time) {
+			b := &blobRecord{size: size, stamp: st}
+			b.lastAccess.Store(access.UnixNano())
+			s.blobs[d] = b
+			s.used += size
+		})
+	if err != nil {
+		return err
+	}
+	// Files the database does not list are left from a crash between
+	// writing a blob and recording it; records without a file were deleted
+	// behind the relay's back. Neither is trusted.
+	onDisk := make(map[catalog.Digest]bool, len(s.blobs))
+	if err := s.store.Walk(func(d catalog.Digest, size int64) error {
+		onDisk[d] = true
+		if _, ok := s.blobs[d]; !ok {
+			s.store.Delete(d)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for d, b := range s.blobs {
+		if !onDisk[d] {
+			delete(s.blobs, d)
+			s.used -= b.size
+			if err := s.db.deleteBlob(ctx, d); err != nil {
+				return err
+			}
+		}
+	}
+	s.log.Info("state loaded", "catalogs", len(s.cats), "blobs", len(s.blobs), "bytes", s.used)
+	return nil
+}
+
+// Close releases the state database.
+func (s *Server) Close() error { return s.db.Close() }
+
+// Handler returns the relay's HTTP handler: catalog paths for clients and
+// /.odi/ for the directory and peers.
+func (s *Server) Handler() http.Handler {
+	h := func(fn httpapi.HandlerFunc) http.Handler { return httpapi.Handle(s.log, fn) }
+	mux := http.NewServeMux()
+	mux.Handle("GET "+httpapi.RelayHealth, h(s.handleHealth))
+	mux.Handle("GET "+httpapi.RelayBlobs+"{digest}", h(s.handleBlob))
+	internal := h(func(w http.ResponseWriter, r *http.Request) error {
+		mux.ServeHTTP(w, r)
+		return nil
+	})
+	serve := h(s.handleArtifact)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, httpapi.RelayInternal) {
+			internal.ServeHTTP(w, r)
+			return
+		}
+		serve.ServeHTTP(w, r)
+	})
+}
+
+// Run enrolls, then keeps the relay in sync and reporting until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.reportLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.scrubLoop(ctx)
+	}()
+	return s.syncLoop(ctx)
+}
+
+// setProblem records (msg != "") or clears a problem the operator should
+// see; problems travel with every heartbeat.
+func (s *Server) setProblem(kind, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if msg == "" {
+		delete(s.problems, kind)
+	} else {
+		s.problems[kind] = msg
+	}
+}

@@ -1,0 +1,213 @@
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/sqlitedb"
+	"github.com/opendistribution/odi/internal/store"
+)
+
+// schema is the relay's state. entries is the relay's view of each catalog
+// at the version in catalogs: every path with the digest it has there,
+// whether or not the blob is held yet. blobs lists the blobs held, with the
+// Stamp taken right after each was verified.
+var schema = []string{`
+CREATE TABLE enrollment (
+	directory     TEXT PRIMARY KEY,
+	relay_id      TEXT NOT NULL,
+	directory_key BLOB NOT NULL,
+	enrolled      INTEGER NOT NULL
+);
+CREATE TABLE catalogs (
+	name    TEXT PRIMARY KEY,
+	version INTEGER NOT NULL
+);
+CREATE TABLE entries (
+	catalog TEXT NOT NULL,
+	path    TEXT NOT NULL,
+	sha256  BLOB NOT NULL,
+	size    INTEGER NOT NULL,
+	PRIMARY KEY (catalog, path)
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+	sha256      BLOB PRIMARY KEY,
+	size        INTEGER NOT NULL,
+	stamp_mtime INTEGER NOT NULL,
+	stamp_inode INTEGER NOT NULL,
+	stamp_ctime INTEGER NOT NULL,
+	last_access INTEGER NOT NULL
+) WITHOUT ROWID;
+`}
+
+type stateDB struct{ db *sql.DB }
+
+func openState(ctx context.Context, path string) (*stateDB, error) {
+	db, err := sqlitedb.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlitedb.Migrate(ctx, db, schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &stateDB{db: db}, nil
+}
+
+func (s *stateDB) Close() error { return s.db.Close() }
+
+type enrollment struct {
+	RelayID      string
+	DirectoryKey []byte
+}
+
+func (s *stateDB) enrollment(ctx context.Context, dir string) (enrollment, bool, error) {
+	var e enrollment
+	err := s.db.QueryRowContext(ctx, `SELECT relay_id, directory_key FROM enrollment WHERE directory = ?`, dir).Scan(&e.RelayID, &e.DirectoryKey)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, fmt.Errorf("relay: read enrollment: %w", err)
+	}
+	return e, true, nil
+}
+
+func (s *stateDB) saveEnrollment(ctx context.Context, dir string, e enrollment, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO enrollment (directory, relay_id, directory_key, enrolled) VALUES (?, ?, ?, ?)
+		ON CONFLICT (directory) DO UPDATE SET relay_id = excluded.relay_id, directory_key = excluded.directory_key, enrolled = excluded.enrolled`,
+		dir, e.RelayID, e.DirectoryKey, now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("relay: save enrollment: %w", err)
+	}
+	return nil
+}
+
+// load calls the callbacks with everything the relay knew when it stopped.
+func (s *stateDB) load(ctx context.Context, cat func(name string, v uint64), ent func(name, path string, d catalog.Digest, size int64), blob func(d catalog.Digest, size int64, st store.Stamp, lastAccess time.Time)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, version FROM catalogs`)
+	if err != nil {
+		return fmt.Errorf("relay: load state: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		var v uint64
+		if err := rows.Scan(&name, &v); err != nil {
+			rows.Close()
+			return fmt.Errorf("relay: load state: %w", err)
+		}
+		cat(name, v)
+	}
+	rows.Close()
+	rows, err = s.db.QueryContext(ctx, `SELECT catalog, path, sha256, size FROM entries`)
+	if err != nil {
+		return fmt.Errorf("relay: load state: %w", err)
+	}
+	for rows.Next() {
+		var name, p string
+		var sum []byte
+		var size int64
+		if err := rows.Scan(&name, &p, &sum, &size); err != nil {
+			rows.Close()
+			return fmt.Errorf("relay: load state: %w", err)
+		}
+		var d catalog.Digest
+		copy(d[:], sum)
+		ent(name, p, d, size)
+	}
+	rows.Close()
+	rows, err = s.db.QueryContext(ctx, `SELECT sha256, size, stamp_mtime, stamp_inode, stamp_ctime, last_access FROM blobs`)
+	if err != nil {
+		return fmt.Errorf("relay: load state: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sum []byte
+		var st store.Stamp
+		var access int64
+		if err := rows.Scan(&sum, &st.Size, &st.ModTime, &st.Inode, &st.Ctime, &access); err != nil {
+			return fmt.Errorf("relay: load state: %w", err)
+		}
+		var d catalog.Digest
+		copy(d[:], sum)
+		blob(d, st.Size, st, time.Unix(0, access))
+	}
+	return rows.Err()
+}
+
+// applyChanges records a catalog's new version and its changed entries in
+// one transaction.
+func (s *stateDB) applyChanges(ctx context.Context, name string, v uint64, changes []catalog.Change) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
+	}
+	defer tx.Rollback()
+	put, err := tx.PrepareContext(ctx, `INSERT INTO entries (catalog, path, sha256, size) VALUES (?, ?, ?, ?)
+		ON CONFLICT (catalog, path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size`)
+	if err != nil {
+		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
+	}
+	defer put.Close()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM entries WHERE catalog = ? AND path = ?`)
+	if err != nil {
+		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
+	}
+	defer del.Close()
+	for _, c := range changes {
+		if c.Deleted {
+			_, err = del.ExecContext(ctx, name, c.Path)
+		} else {
+			_, err = put.ExecContext(ctx, name, c.Path, c.Digest[:], c.Size)
+		}
+		if err != nil {
+			return fmt.Errorf("relay: apply %s@%d: %s: %w", name, v, c.Path, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO catalogs (name, version) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version`, name, v); err != nil {
+		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
+	}
+	return nil
+}
+
+func (s *stateDB) putBlob(ctx context.Context, d catalog.Digest, st store.Stamp, access time.Time) error {
+	return s.putBlobs(ctx, []catalog.Digest{d}, []store.Stamp{st}, access)
+}
+
+func (s *stateDB) deleteBlob(ctx context.Context, d catalog.Digest) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM blobs WHERE sha256 = ?`, d[:]); err != nil {
+		return fmt.Errorf("relay: forget blob %s: %w", d, err)
+	}
+	return nil
+}
+
+func (s *stateDB) putBlobs(ctx context.Context, ds []catalog.Digest, sts []store.Stamp, access time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("relay: record blobs: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO blobs (sha256, size, stamp_mtime, stamp_inode, stamp_ctime, last_access) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, stamp_mtime = excluded.stamp_mtime, stamp_inode = excluded.stamp_inode, stamp_ctime = excluded.stamp_ctime`)
+	if err != nil {
+		return fmt.Errorf("relay: record blobs: %w", err)
+	}
+	defer st.Close()
+	for i, d := range ds {
+		s := sts[i]
+		if _, err := st.ExecContext(ctx, d[:], s.Size, s.ModTime, s.Inode, s.Ctime, access.UnixNano()); err != nil {
+			return fmt.Errorf("relay: record blob %s: %w", d, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("relay: record blobs: %w", err)
+	}
+	return nil
+}

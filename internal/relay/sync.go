@@ -1,0 +1,496 @@
+package relay
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
+)
+
+// Software is what the relay calls itself when enrolling.
+const Software = "odi-relay"
+
+// enroll joins the directory, retrying with backoff until it succeeds or
+// ctx ends, and returns the heartbeat interval the directory asked for.
+func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		resp, err := s.dir.Enroll(ctx, httpapi.EnrollRequest{
+			Token:     s.cfg.EnrollToken,
+			PublicURL: s.cfg.PublicURL,
+			PublicKey: s.key.Public().(ed25519.PublicKey),
+			Quota:     int64(s.cfg.Quota),
+			Bandwidth: int64(s.cfg.Bandwidth),
+			Catalogs:  s.cfg.Catalogs,
+			Software:  Software,
+		})
+		if err == nil && resp.RelayID != s.id {
+			err = fmt.Errorf("directory calls this relay %q, but its key makes it %q", resp.RelayID, s.id)
+		}
+		if err == nil && len(resp.DirectoryKey) != ed25519.PublicKeySize {
+			err = errors.New("directory sent no valid key")
+		}
+		if err == nil {
+			if err := s.db.saveEnrollment(ctx, s.cfg.Directory, enrollment{RelayID: s.id, DirectoryKey: resp.DirectoryKey}, s.now()); err != nil {
+				return 0, err
+			}
+			s.mu.Lock()
+			s.dirKey = resp.DirectoryKey
+			s.mu.Unlock()
+			s.setProblem("enroll", "")
+			s.log.Info("enrolled", "directory", s.cfg.Directory, "public_url", s.cfg.PublicURL)
+			iv := time.Duration(resp.HeartbeatSeconds * float64(time.Second))
+			if iv <= 0 {
+				iv = 5 * time.Second
+			}
+			return iv, nil
+		}
+		var se *httpapi.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusForbidden {
+			// A wrong token will not become right by retrying fast.
+			backoff = max(backoff, 30*time.Second)
+		}
+		s.setProblem("enroll", err.Error())
+		s.log.Warn("cannot enroll; will retry", "directory", s.cfg.Directory, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// syncLoop enrolls, then heartbeats and syncs until ctx ends.
+func (s *Server) syncLoop(ctx context.Context) error {
+	interval, err := s.enroll(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	assigned := make(chan []httpapi.Assignment, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.heartbeatLoop(ctx, interval, assigned)
+	}()
+	var want []httpapi.Assignment
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case want = <-assigned:
+		case <-s.syncNow:
+		case <-retry.C:
+		}
+		if err := s.syncAll(ctx, want); err != nil && ctx.Err() == nil {
+			s.log.Warn("sync incomplete; will retry", "err", err)
+			retry.Reset(5 * time.Second)
+		}
+	}
+}
+
+// heartbeatLoop reports to the directory every interval and passes on
+// the assignments it answers with.
+func (s *Server) heartbeatLoop(ctx context.Context, interval time.Duration, assigned chan []httpapi.Assignment) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	inRotation, reason := false, ""
+	for {
+		resp, err := s.dir.Heartbeat(ctx, s.heartbeatRequest())
+		var se *httpapi.StatusError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &se) && se.Status == http.StatusNotFound:
+			// The directory lost its record of this relay: join again.
+			s.log.Warn("directory does not know this relay; enrolling again")
+			if _, err := s.enroll(ctx); err != nil {
+				return
+			}
+			continue
+		case err != nil:
+			s.setProblem("directory", "heartbeat failed: "+err.Error())
+			s.log.Warn("heartbeat failed", "err", err)
+		default:
+			s.setProblem("directory", "")
+			s.rep.setSession(resp.Session)
+			if resp.InRotation != inRotation || resp.Reason != reason {
+				if resp.InRotation {
+					s.log.Info("directory sends clients to this relay")
+				} else {
+					s.log.Warn("directory does not send clients to this relay", "reason", resp.Reason)
+				}
+				inRotation, reason = resp.InRotation, resp.Reason
+			}
+			select {
+			case <-assigned: // replace an assignment not yet taken
+			default:
+			}
+			assigned <- resp.Assignments
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	req := httpapi.HeartbeatRequest{
+		State:       s.state,
+		Versions:    s.versionsLocked(),
+		Session:     s.rep.currentSession(),
+		BytesServed: s.bytesServed.Load(),
+		DiskUsed:    s.used,
+	}
+	for _, p := range s.problems {
+		req.Problems = append(req.Problems, p)
+	}
+	sort.Strings(req.Problems)
+	return req
+}
+
+func (s *Server) versionsLocked() map[string]uint64 {
+	vs := make(map[string]uint64, len(s.cats))
+	for name, c := range s.cats {
+		vs[name] = c.version
+	}
+	return vs
+}
+
+// syncAll brings every assigned catalog to its version, then fetches the
+// blobs the relay lacks.
+func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
+	var errs []error
+	for _, a := range want {
+		s.mu.RLock()
+		var have uint64
+		if c := s.cats[a.Catalog]; c != nil {
+			have = c.version
+		}
+		s.mu.RUnlock()
+		if have >= a.Version {
+			continue
+		}
+		if err := s.syncCatalog(ctx, a.Catalog, have); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.fetchMissing(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	s.updateState(want)
+	return errors.Join(errs...)
+}
+
+// updateState is ready when every assigned catalog is at its version and
+// every blob that fits the quota is held.
+func (s *Server) updateState(want []httpapi.Assignment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ready := true
+	for _, a := range want {
+		if c := s.cats[a.Catalog]; c == nil || c.version < a.Version {
+			ready = false
+		}
+	}
+	if ready {
+		for d := range s.refs {
+			if _, ok := s.blobs[d]; !ok && s.problems["quota"] == "" {
+				ready = false
+				break
+			}
+		}
+	}
+	st := httpapi.StateSyncing
+	if ready {
+		st = httpapi.StateReady
+	}
+	if st != s.state {
+		s.log.Info("relay state", "state", st)
+	}
+	s.state = st
+}
+
+// syncCatalog applies catalog name's change log after version have: the
+// relay's view of every changed path moves to the new version at once, and
+// blobs no path uses any more are reported gone, then deleted.
+func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) error {
+	start := s.now()
+	var changes []catalog.Change
+	var to uint64
+	cursor := ""
+	for {
+		page, err := s.dir.Changes(ctx, name, have, cursor)
+		if err != nil {
+			return fmt.Errorf("relay: sync %s: %w", name, err)
+		}
+		to = page.Version
+		for _, c := range page.Changes {
+			if err := catalog.ValidatePath(c.Path); err != nil {
+				return fmt.Errorf("relay: sync %s: directory sent %w", name, err)
+			}
+			if !c.Deleted && (c.Size < 0 || c.SHA256.IsZero()) {
+				return fmt.Errorf("relay: sync %s: directory sent %q without size or digest", name, c.Path)
+			}
+			changes = append(changes, catalog.Change{Path: c.Path, Deleted: c.Deleted, Size: c.Size, Digest: c.SHA256, Version: c.Version})
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	if to <= have {
+		return nil
+	}
+	if err := s.db.applyChanges(ctx, name, to, changes); err != nil {
+		return err
+	}
+	var unused, reheld []catalog.Digest
+	s.mu.Lock()
+	c := s.cats[name]
+	if c == nil {
+		c = &catState{entries: make(map[string]entryRef)}
+		s.cats[name] = c
+	}
+	for _, ch := range changes {
+		if old, ok := c.entries[ch.Path]; ok {
+			s.refs[old.digest]--
+			if s.refs[old.digest] == 0 {
+				delete(s.refs, old.digest)
+				if _, held := s.blobs[old.digest]; held {
+					unused = append(unused, old.digest)
+				}
+			}
+		}
+		if ch.Deleted {
+			delete(c.entries, ch.Path)
+			continue
+		}
+		c.entries[ch.Path] = entryRef{digest: ch.Digest, size: ch.Size}
+		s.refs[ch.Digest]++
+		if _, held := s.blobs[ch.Digest]; held {
+			// Already here (under another path, or an earlier version):
+			// say so again, the directory may have forgotten it.
+			reheld = append(reheld, ch.Digest)
+		}
+	}
+	c.version = to
+	s.mu.Unlock()
+	// A digest that left one path and joined another in this version is
+	// still used.
+	s.mu.RLock()
+	stillUnused := unused[:0]
+	for _, d := range unused {
+		if s.refs[d] == 0 {
+			stillUnused = append(stillUnused, d)
+		}
+	}
+	s.mu.RUnlock()
+	s.rep.add(reheld)
+	s.rep.condemn(stillUnused)
+	s.rep.kick()
+	s.log.Info("catalog synced", "catalog", name, "from", have, "to", to, "changes", len(changes),
+		"took", s.now().Sub(start).Round(time.Millisecond))
+	return nil
+}
+
+// fetchMissing downloads every blob a path refers to that the relay does
+// not hold, as far as the quota allows, verifying each.
+func (s *Server) fetchMissing(ctx context.Context) error {
+	type want struct {
+		d    catalog.Digest
+		size int64
+	}
+	var list []want
+	var budget int64
+	s.mu.RLock()
+	seen := map[catalog.Digest]bool{}
+	for _, c := range s.cats {
+		for _, e := range c.entries {
+			if _, held := s.blobs[e.digest]; !held && !seen[e.digest] {
+				seen[e.digest] = true
+				list = append(list, want{e.digest, e.size})
+			}
+		}
+	}
+	budget = int64(s.cfg.Quota) - s.used
+	s.mu.RUnlock()
+	if len(list) == 0 {
+		s.setProblem("quota", "")
+		return nil
+	}
+	// Smallest first: within a quota, more artifacts served beats fewer.
+	sort.Slice(list, func(i, j int) bool { return list[i].size < list[j].size })
+	skipped := 0
+	var fit []want
+	for _, w := range list {
+		if w.size > budget {
+			skipped++
+			continue
+		}
+		budget -= w.size
+		fit = append(fit, w)
+	}
+	if skipped > 0 {
+		s.setProblem("quota", fmt.Sprintf("quota of %d bytes is full: %d artifacts not held", s.cfg.Quota, skipped))
+	} else {
+		s.setProblem("quota", "")
+	}
+	jobs := make(chan want)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	batch := newBlobBatch(s)
+	for i := 0; i < s.cfg.SyncConcurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range jobs {
+				err := s.fetch(ctx, w.d, w.size, batch)
+				if err != nil {
+					mu.Lock()
+					if len(errs) < 10 {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, w := range fit {
+		select {
+		case jobs <- w:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	batch.flush(ctx)
+	s.rep.kick()
+	return errors.Join(errs...)
+}
+
+// fetch downloads and verifies one blob from the directory.
+func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, batch *blobBatch) error {
+	body, _, err := s.dir.Blob(ctx, d)
+	if err != nil {
+		return fmt.Errorf("relay: fetch %s: %w", d, err)
+	}
+	defer body.Close()
+	if err := s.store.Put(ctx, d, size, body); err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			s.metrics.corrupt.Inc()
+		}
+		return fmt.Errorf("relay: fetch %s: %w", d, err)
+	}
+	fi, err := os.Stat(s.store.Path(d))
+	if err != nil {
+		return fmt.Errorf("relay: fetch %s: %w", d, err)
+	}
+	s.metrics.fetched.Inc()
+	s.metrics.fetchedBytes.Add(float64(size))
+	batch.add(ctx, d, store.StampOf(fi))
+	return nil
+}
+
+// blobBatch records fetched blobs in the database and the held set a few
+// hundred at a time, then queues them for the directory.
+type blobBatch struct {
+	s   *Server
+	mu  sync.Mutex
+	ds  []catalog.Digest
+	sts []store.Stamp
+}
+
+const blobBatchSize = 256
+
+func newBlobBatch(s *Server) *blobBatch { return &blobBatch{s: s} }
+
+func (b *blobBatch) add(ctx context.Context, d catalog.Digest, st store.Stamp) {
+	b.mu.Lock()
+	b.ds = append(b.ds, d)
+	b.sts = append(b.sts, st)
+	full := len(b.ds) >= blobBatchSize
+	b.mu.Unlock()
+	if full {
+		b.flush(ctx)
+	}
+}
+
+func (b *blobBatch) flush(ctx context.Context) {
+	b.mu.Lock()
+	ds, sts := b.ds, b.sts
+	b.ds, b.sts = nil, nil
+	b.mu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
+	s := b.s
+	now := s.now()
+	if err := s.db.putBlobs(context.WithoutCancel(ctx), ds, sts, now); err != nil {
+		s.log.Error("cannot record fetched blobs", "err", err)
+		return
+	}
+	s.mu.Lock()
+	for i, d := range ds {
+		if _, ok := s.blobs[d]; ok {
+			continue
+		}
+		rec := &blobRecord{size: sts[i].Size, stamp: sts[i]}
+		rec.lastAccess.Store(now.UnixNano())
+		s.blobs[d] = rec
+		s.used += rec.size
+	}
+	s.mu.Unlock()
+	s.rep.add(ds)
+	s.rep.kick()
+}
+
+// drop forgets a blob that is missing or corrupt, reports it gone and
+// schedules a new fetch.
+func (s *Server) drop(d catalog.Digest, why string) {
+	s.mu.Lock()
+	b, ok := s.blobs[d]
+	if ok {
+		delete(s.blobs, d)
+		s.used -= b.size
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.store.Delete(d)
+	if err := s.db.deleteBlob(context.Background(), d); err != nil {
+		s.log.Warn("cannot forget blob", "digest", d, "err", err)
+	}
+	s.rep.remove([]catalog.Digest{d})
+	s.rep.kick()
+	select {
+	case s.syncNow <- struct{}{}:
+	default:
+	}
+	s.log.Warn("blob dropped", "digest", d, "reason", why)
+}
