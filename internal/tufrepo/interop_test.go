@@ -120,6 +120,9 @@ func TestClientTargetReturnsSignedInfo(t *testing.T) {
 	}
 }
 
+// newClientNow is the clock of test clients: an hour after signing.
+func newClientNow() time.Time { return tuftest.Epoch.Add(time.Hour) }
+
 func newClient(t testing.TB, s *tuftest.Server, root []byte) *tufrepo.Client {
 	t.Helper()
 	c, err := tufrepo.NewClient(tufrepo.ClientConfig{
@@ -127,7 +130,7 @@ func newClient(t testing.TB, s *tuftest.Server, root []byte) *tufrepo.Client {
 		TrustedRoot: root,
 		CacheDir:    t.TempDir(),
 		HTTPClient:  s.Client(),
-		Now:         func() time.Time { return tuftest.Epoch.Add(time.Hour) },
+		Now:         newClientNow,
 	})
 	if err != nil {
 		t.Fatal(err)

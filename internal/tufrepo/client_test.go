@@ -1,0 +1,139 @@
+package tufrepo_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opendistribution/odi/internal/tufrepo"
+	"github.com/opendistribution/odi/internal/tufrepo/tuftest"
+)
+
+func TestClientRefreshesRepeatedly(t *testing.T) {
+	repo, _, c := setup(t, tuftest.Options{Artifacts: 100})
+	for i := range 5 {
+		p := "release/" + string(rune('a'+i)) + ".iso"
+		repo.Put(t, repo.Now, p)
+		if err := c.Refresh(ctx); err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+		info, err := c.Target(ctx, p)
+		if err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+		if info.Digest != repo.Artifacts[p].Digest {
+			t.Fatalf("refresh %d: wrong digest", i)
+		}
+		st, _ := c.State()
+		if want := repo.Status().Timestamp; st.Timestamp != want {
+			t.Fatalf("refresh %d: client timestamp %d, repository %d", i, st.Timestamp, want)
+		}
+	}
+	// Refreshing without changes is fine too.
+	for range 3 {
+		if err := c.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestClientBoundsBinsHeldInMemory(t *testing.T) {
+	repo := tuftest.New(t, tuftest.Options{Artifacts: 400})
+	s := tuftest.ServeRepo(t, repo)
+	c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
+		CacheDir: t.TempDir(), HTTPClient: s.Client(), MaxCachedBins: 3, Now: newClientNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		for i := range 400 {
+			p := tuftest.ArtifactPath(i)
+			info, err := c.Target(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Digest != repo.Artifacts[p].Digest {
+				t.Fatalf("round %d: %s: wrong digest", round, p)
+			}
+			if st, _ := c.State(); st.CachedBins > 3 {
+				t.Fatalf("%d bins held", st.CachedBins)
+			}
+		}
+	}
+	// Each bin was downloaded once; reloads came from the disk cache.
+	seen := map[string]int{}
+	for _, r := range s.Requests() {
+		if strings.Contains(r, ".bin-") {
+			seen[r]++
+		}
+	}
+	for name, n := range seen {
+		if n > 1 {
+			t.Errorf("%s downloaded %d times", name, n)
+		}
+	}
+	if len(seen) != 16 {
+		t.Errorf("%d bins downloaded, want 16", len(seen))
+	}
+}
+
+func TestClientSurvivesCorruptCache(t *testing.T) {
+	repo, s, c := setup(t, tuftest.Options{Artifacts: 50})
+	p := tuftest.ArtifactPath(4)
+	if _, err := c.Target(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	dir := c.CacheDir()
+	bin := tufrepo.BinFor(p, 4)
+	for _, name := range []string{"timestamp.json", "snapshot.json", url.PathEscape(bin) + ".json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("\x00garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
+		CacheDir: dir, HTTPClient: s.Client(), Now: newClientNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Target(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClientHonoursContext(t *testing.T) {
+	repo := tuftest.New(t, tuftest.Options{Artifacts: 10})
+	s := tuftest.ServeRepo(t, repo)
+	c := newClient(t, s, repo.TrustedRoot(t))
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := c.Refresh(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Refresh(canceled) = %v", err)
+	}
+	if _, ok := c.State(); ok {
+		t.Fatal("state after failed first refresh")
+	}
+}
+
+func TestClientRejectsBadConfig(t *testing.T) {
+	repo := tuftest.New(t, tuftest.Options{})
+	root := repo.TrustedRoot(t)
+	for name, cfg := range map[string]tufrepo.ClientConfig{
+		"no URL":       {TrustedRoot: root, CacheDir: t.TempDir()},
+		"no cache":     {MetadataURL: "http://x/", TrustedRoot: root},
+		"no root":      {MetadataURL: "http://x/", CacheDir: t.TempDir()},
+		"garbage root": {MetadataURL: "http://x/", CacheDir: t.TempDir(), TrustedRoot: []byte("{}")},
+		"snapshot as root": {MetadataURL: "http://x/", CacheDir: t.TempDir(),
+			TrustedRoot: readFile(t, repo.Dir, "1.snapshot.json")},
+	} {
+		if _, err := tufrepo.NewClient(cfg); err == nil {
+			t.Errorf("%s: NewClient succeeded", name)
+		}
+	}
+}
