@@ -20,6 +20,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+httpapi.PathEnroll, h(s.handleEnroll))
 	mux.Handle("POST /api/v1/relays/{id}/heartbeat", h(s.handleHeartbeat))
 	mux.Handle("POST /api/v1/relays/{id}/inventory", h(s.handleInventory))
+	mux.Handle("GET /api/v1/relays/{id}/events", h(s.handleEvents))
 	mux.Handle("GET "+httpapi.PathCatalogs, h(s.handleCatalogs))
 	mux.Handle("GET "+httpapi.PathStatus, h(s.handleStatus))
 	mux.Handle("GET "+httpapi.PathBlobs+"{digest}", h(s.handleBlob))

@@ -31,6 +31,7 @@ type relayState struct {
 	weight float64
 
 	lastHeartbeat time.Time
+	seq           int64  // Seq of the newest RelayState applied
 	reported      string // state the relay reported: syncing or ready
 	session       string // inventory session of its last full report
 	probeFails    int
@@ -40,6 +41,8 @@ type relayState struct {
 	diskUsed      int64
 	problems      []string
 	persistedSeen time.Time
+	// events is the open event stream to the relay, nil when it has none.
+	events chan httpapi.Event
 
 	inRotation bool
 	reason     string
@@ -178,10 +181,9 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	now := s.now()
 	s.ix.mu.Lock()
 	rs.lastHeartbeat = now
-	rs.reported = hb.State
 	rs.bytesServed, rs.diskUsed = hb.BytesServed, hb.DiskUsed
 	rs.problems = hb.Problems
-	s.setVersionsLocked(rs, hb.Versions)
+	s.setStateLocked(rs, hb.RelayState, false)
 	s.updateRotationLocked(rs, now)
 	resp := httpapi.HeartbeatResponse{
 		Assignments: s.assignmentsLocked(rs),
@@ -220,15 +222,19 @@ func (s *Server) assignmentsLocked(rs *relayState) []httpapi.Assignment {
 	return out
 }
 
-// setVersionsLocked records the catalog versions a relay has applied. A
-// relay cannot be ahead of the directory; a claim that it is is clamped.
-func (s *Server) setVersionsLocked(rs *relayState, versions map[string]uint64) {
-	for name, v := range versions {
-		c, ok := s.ix.catalogs[name]
-		if !ok {
-			continue
-		}
-		c.relayVersion[rs.slot] = min(v, c.version)
+// setStateLocked records what a relay says of itself, unless a newer
+// report already arrived. A relay cannot be ahead of the directory; a claim
+// that it is is clamped. A full inventory states the relay's whole truth
+// and is applied whatever its Seq (the relay may have restarted with a
+// clock behind its last run).
+func (s *Server) setStateLocked(rs *relayState, st httpapi.RelayState, full bool) {
+	if st.Seq <= rs.seq && !full {
+		return
+	}
+	rs.seq = st.Seq
+	rs.reported = st.State
+	for _, c := range s.ix.catalogs {
+		c.relayVersion[rs.slot] = min(st.Versions[c.name], c.version)
 	}
 }
 
@@ -266,7 +272,7 @@ func (s *Server) handleInventory(w http.ResponseWriter, r *http.Request) error {
 		add = add[n:]
 	}
 	s.ix.mu.Lock()
-	s.setVersionsLocked(rs, rep.Versions)
+	s.setStateLocked(rs, rep.RelayState, rep.Full)
 	s.updateRotationLocked(rs, s.now())
 	held := rs.held
 	s.ix.mu.Unlock()
@@ -288,6 +294,8 @@ func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
 		in, reason = false, "no heartbeat received since the directory started"
 	case now.Sub(rs.lastHeartbeat) > 3*s.cfg.Heartbeat:
 		in, reason = false, fmt.Sprintf("no heartbeat for %s", now.Sub(rs.lastHeartbeat).Round(time.Second))
+	case rs.events == nil:
+		in, reason = false, "no event stream open from the relay (connection lost or not yet made)"
 	case rs.probeFails >= probeFailLimit:
 		in, reason = false, "health probe failed: "+rs.probeErr
 	case rs.session != s.session:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 )
 
 // scanResult is what a scan of a catalog's folder found changed.
@@ -212,6 +213,7 @@ func (s *Server) publish(ctx context.Context, name, root string) (catalog.Summar
 	}
 	s.ix.apply(name, v, now, res.puts, res.deletes)
 	s.metrics.catalogVersion.WithLabelValues(name).Set(float64(v))
+	s.notify(httpapi.Event{Type: httpapi.EventCatalog, Catalog: name, Version: v})
 	if !res.sum.Empty() {
 		s.log.Info("catalog published", "catalog", name, "version", v,
 			"added", res.sum.Added, "changed", res.sum.Changed, "removed", res.sum.Removed,

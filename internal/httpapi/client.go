@@ -182,3 +182,24 @@ func readError(resp *http.Response, u string) error {
 	}
 	return &StatusError{Status: resp.StatusCode, Msg: msg, URL: u}
 }
+
+// Events opens the relay's event stream. The caller reads Events from the
+// body with a json.Decoder and closes it.
+func (c *Client) Events(ctx context.Context) (io.ReadCloser, error) {
+	u := c.base + RelayPath(c.relay, "events")
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	auth.Sign(req, nil, c.relay, c.key, c.now())
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, readError(resp, u)
+	}
+	return resp.Body, nil
+}

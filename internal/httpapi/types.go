@@ -64,11 +64,21 @@ const (
 	StateDown     = "down"     // missed heartbeats or failed probes
 )
 
-// HeartbeatRequest is a relay's periodic report.
-type HeartbeatRequest struct {
+// RelayState is what a relay says of itself in every call: its state and
+// the catalog versions it has applied, as of Seq. Heartbeats and inventory
+// reports travel concurrently; the directory keeps the state with the
+// highest Seq, so an older report arriving late changes nothing.
+type RelayState struct {
+	// Seq increases with every report a relay builds, across restarts.
+	Seq   int64  `json:"seq"`
 	State string `json:"state"` // syncing or ready
 	// Versions maps each catalog to the version the relay serves.
 	Versions map[string]uint64 `json:"versions"`
+}
+
+// HeartbeatRequest is a relay's periodic report.
+type HeartbeatRequest struct {
+	RelayState
 	// Session echoes the directory's inventory session the relay last
 	// reported to; a mismatch asks for a full inventory.
 	Session     string `json:"session"`
@@ -93,11 +103,11 @@ type HeartbeatResponse struct {
 // InventoryReport tells the directory which blobs a relay holds, in full
 // or as a change since its last report in the same session.
 type InventoryReport struct {
-	Session  string            `json:"session"`
-	Full     bool              `json:"full"`
-	Versions map[string]uint64 `json:"versions"`
-	Add      []catalog.Digest  `json:"add,omitempty"`
-	Remove   []catalog.Digest  `json:"remove,omitempty"`
+	RelayState
+	Session string           `json:"session"`
+	Full    bool             `json:"full"`
+	Add     []catalog.Digest `json:"add,omitempty"`
+	Remove  []catalog.Digest `json:"remove,omitempty"`
 }
 
 // InventoryResponse acknowledges a report.
@@ -161,3 +171,19 @@ type RelayHealthInfo struct {
 	RelayID string `json:"relay_id"`
 	State   string `json:"state"`
 }
+
+// Event is one line of a relay's event stream (GET /api/v1/relays/{id}/events,
+// newline-delimited JSON). The stream doubles as the relay's presence: the
+// directory takes a relay out of rotation the moment it closes.
+type Event struct {
+	Type    string `json:"type"` // hello, catalog, ping
+	Catalog string `json:"catalog,omitempty"`
+	Version uint64 `json:"version,omitempty"`
+}
+
+// Event types.
+const (
+	EventHello   = "hello"   // first event; the relay should heartbeat now
+	EventCatalog = "catalog" // a catalog has a new version
+	EventPing    = "ping"    // keeps the connection open through middleboxes
+)

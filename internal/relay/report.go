@@ -13,6 +13,9 @@ import (
 
 // reporter queues inventory changes for the directory.
 type reporter struct {
+	// flushing serializes reports, so a blob's removal and re-addition
+	// reach the directory in the order they happened.
+	flushing  sync.Mutex
 	mu        sync.Mutex
 	want      string           // the directory's session, from heartbeats; guarded by mu
 	done      string           // session of the last full report; guarded by mu
@@ -102,6 +105,8 @@ func (s *Server) reportLoop(ctx context.Context) {
 // an empty change, which carries the catalog versions.
 func (s *Server) flushReport(ctx context.Context, force bool) error {
 	r := &s.rep
+	r.flushing.Lock()
+	defer r.flushing.Unlock()
 	r.mu.Lock()
 	want, full := r.want, r.want != r.done
 	adds, removes, condemned := r.adds, r.removes, r.condemned
@@ -157,12 +162,12 @@ func (s *Server) sendFull(ctx context.Context, session string, condemned []catal
 			held = append(held, d)
 		}
 	}
-	versions := s.versionsLocked()
+	state := s.relayStateLocked()
 	s.mu.RUnlock()
 	first := true
 	for first || len(held) > 0 {
 		n := min(len(held), reportChunk)
-		if _, err := s.dir.Inventory(ctx, httpapi.InventoryReport{Session: session, Full: first, Versions: versions, Add: held[:n]}); err != nil {
+		if _, err := s.dir.Inventory(ctx, httpapi.InventoryReport{RelayState: state, Session: session, Full: first, Add: held[:n]}); err != nil {
 			return err
 		}
 		held, first = held[n:], false
@@ -173,12 +178,12 @@ func (s *Server) sendFull(ctx context.Context, session string, condemned []catal
 
 func (s *Server) sendChanges(ctx context.Context, session string, adds, removes []catalog.Digest) error {
 	s.mu.RLock()
-	versions := s.versionsLocked()
+	state := s.relayStateLocked()
 	s.mu.RUnlock()
 	first := true
 	for first || len(adds) > 0 {
 		n := min(len(adds), reportChunk)
-		rep := httpapi.InventoryReport{Session: session, Versions: versions, Add: adds[:n]}
+		rep := httpapi.InventoryReport{RelayState: state, Session: session, Add: adds[:n]}
 		if first {
 			rep.Remove = removes
 		}

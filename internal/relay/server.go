@@ -72,7 +72,9 @@ type Server struct {
 	rep reporter
 
 	bytesServed atomic.Int64
+	seq         atomic.Int64 // last RelayState.Seq handed out
 	syncNow     chan struct{}
+	beatNow     chan struct{}
 }
 
 // catState is the relay's view of one catalog.
@@ -142,6 +144,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		state:    httpapi.StateSyncing,
 		problems: make(map[string]string),
 		syncNow:  make(chan struct{}, 1),
+		beatNow:  make(chan struct{}, 1),
 		rep:      reporter{kicked: make(chan struct{}, 1)},
 	}
 	s.cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")

@@ -82,7 +82,11 @@ func (s *Server) syncLoop(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	assigned := make(chan []httpapi.Assignment, 1)
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.eventsLoop(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		s.heartbeatLoop(ctx, interval, assigned)
@@ -148,6 +152,7 @@ func (s *Server) heartbeatLoop(ctx context.Context, interval time.Duration, assi
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.beatNow:
 		}
 	}
 }
@@ -156,8 +161,7 @@ func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	req := httpapi.HeartbeatRequest{
-		State:       s.state,
-		Versions:    s.versionsLocked(),
+		RelayState:  s.relayStateLocked(),
 		Session:     s.rep.currentSession(),
 		BytesServed: s.bytesServed.Load(),
 		DiskUsed:    s.used,
@@ -169,17 +173,39 @@ func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
 	return req
 }
 
-func (s *Server) versionsLocked() map[string]uint64 {
+// relayStateLocked snapshots the relay's state for a report. Called with
+// mu held (read or write).
+func (s *Server) relayStateLocked() httpapi.RelayState {
 	vs := make(map[string]uint64, len(s.cats))
 	for name, c := range s.cats {
 		vs[name] = c.version
 	}
-	return vs
+	return httpapi.RelayState{Seq: s.nextSeq(), State: s.state, Versions: vs}
+}
+
+// nextSeq returns a number larger than any returned before, in this run or
+// (the clock permitting) an earlier one.
+func (s *Server) nextSeq() int64 {
+	for {
+		last := s.seq.Load()
+		next := max(last+1, s.now().UnixNano())
+		if s.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 // syncAll brings every assigned catalog to its version, then fetches the
 // blobs the relay lacks.
 func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
+	if s.behind(want) {
+		s.mu.Lock()
+		if s.state != httpapi.StateSyncing {
+			s.log.Info("relay state", "state", httpapi.StateSyncing)
+		}
+		s.state = httpapi.StateSyncing
+		s.mu.Unlock()
+	}
 	var errs []error
 	for _, a := range want {
 		s.mu.RLock()
@@ -198,8 +224,24 @@ func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
 	if err := s.fetchMissing(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// The directory learns what the relay holds before it hears "ready".
+	if err := s.flushReport(ctx, true); err != nil {
+		errs = append(errs, err)
+	}
 	s.updateState(want)
 	return errors.Join(errs...)
+}
+
+// behind reports whether some assigned catalog is behind its version.
+func (s *Server) behind(want []httpapi.Assignment) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, a := range want {
+		if c := s.cats[a.Catalog]; c == nil || c.version < a.Version {
+			return true
+		}
+	}
+	return false
 }
 
 // updateState is ready when every assigned catalog is at its version and

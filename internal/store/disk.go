@@ -79,7 +79,9 @@ func (s *Disk) Stat(d catalog.Digest) (int64, error) {
 
 // Put implements Store.
 func (s *Disk) Put(ctx context.Context, d catalog.Digest, size int64, r io.Reader) error {
-	if n, err := s.Stat(d); err == nil && n == size {
+	// A file already there is only trusted once it checks out: it may be
+	// damaged, or be a stray left by something other than Put.
+	if n, err := s.Stat(d); err == nil && n == size && Verify(s, d) == nil {
 		return nil
 	}
 	f, err := os.CreateTemp(s.tmp, "put-*")
@@ -113,10 +115,8 @@ func (s *Disk) Import(ctx context.Context, r io.Reader, maxSize int64) (catalog.
 		f.Close()
 		return d, n, fmt.Errorf("store: import: %w", err)
 	}
-	if have, err := s.Stat(d); err == nil && have == n {
-		f.Close()
-		return d, n, nil
-	}
+	// Renaming over a blob already there replaces it with bytes just
+	// verified, repairing it if it was damaged.
 	return d, n, s.commit(f, d)
 }
 

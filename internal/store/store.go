@@ -61,8 +61,8 @@ type Store interface {
 	Stat(d catalog.Digest) (int64, error)
 	// Put stores exactly size bytes from r as blob d, reading at most
 	// size+1 bytes. It fails with a *MismatchError, and stores nothing,
-	// when the bytes are not exactly those. Putting a blob already held is
-	// a cheap no-op that still drains nothing from r.
+	// when the bytes are not exactly those. Putting a blob already held
+	// (and intact) reads nothing from r.
 	Put(ctx context.Context, d catalog.Digest, size int64, r io.Reader) error
 	// Import stores r under the digest it hashes to, refusing streams longer
 	// than maxSize, and returns the digest and size.

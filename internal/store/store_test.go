@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/opendistribution/odi/internal/catalog"
@@ -76,5 +77,32 @@ func TestOpenDiskClearsLeftoverTempFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/tmp/put-123"); !os.IsNotExist(err) {
 		t.Errorf("leftover temp file survived reopening: %v", err)
+	}
+}
+
+func TestDiskPutReplacesDamagedFile(t *testing.T) {
+	s, err := store.OpenDisk(t.TempDir(), store.DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := []byte("good bytes")
+	d := catalog.DigestOf(good)
+	os.MkdirAll(filepath.Dir(s.Path(d)), 0o755)
+	if err := os.WriteFile(s.Path(d), []byte("bad! bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(context.Background(), d, int64(len(good)), bytes.NewReader(good)); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Verify(s, d); err != nil {
+		t.Fatalf("damaged file at the blob's path survived Put: %v", err)
+	}
+	os.Chmod(s.Path(d), 0o644)
+	os.WriteFile(s.Path(d), []byte("bad! bytes"), 0o644)
+	if _, _, err := s.Import(context.Background(), bytes.NewReader(good), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Verify(s, d); err != nil {
+		t.Fatalf("damaged file at the blob's path survived Import: %v", err)
 	}
 }

@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build compiles the odi binary into dir and returns its path.
+func Build(dir string) (string, error) {
+	bin := filepath.Join(dir, "odi")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/opendistribution/odi/cmd/odi")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build odi: %w", err)
+	}
+	return bin, nil
+}
+
+// proc is one odi process.
+type proc struct {
+	t    *testing.T
+	bin  string
+	args []string
+	cmd  *exec.Cmd
+	url  string
+	addr string
+	logs *lockedBuffer
+	done chan struct{}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening .*\burl=(http://\S+)`)
+
+// start runs the process and waits for it to report its address.
+func (p *proc) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin, p.args...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(p.logs, line)
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case u := <-found:
+		p.url = u
+		p.addr = u[len("http://"):]
+	case <-p.done:
+		p.cmd.Wait()
+		p.t.Fatalf("%v exited before listening:\n%s", p.args, p.logs)
+	case <-time.After(60 * time.Second):
+		p.cmd.Process.Kill()
+		p.t.Fatalf("%v did not report its address:\n%s", p.args, p.logs)
+	}
+}
+
+// kill stops the process with SIGKILL.
+func (p *proc) kill() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	<-p.done
+	p.cmd = nil
+}
+
+// stop asks the process to stop (SIGTERM) and waits, killing it if it
+// does not stop within five seconds.
+func (p *proc) stop() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan struct{})
+	go func() { p.cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-exited
+	}
+	<-p.done
+	p.cmd = nil
+}
+
+// procs is a network of odi processes.
+type procs struct {
+	t      *testing.T
+	dir    *proc
+	relays []*proc
+	data   []string
+	cat    string
+}
+
+// StartProcs runs a network as separate odi processes built from bin.
+func StartProcs(t *testing.T, bin string, opts Options) (Network, map[string][]byte) {
+	t.Helper()
+	root := t.TempDir()
+	catDir, files := writeCatalog(t, root, opts)
+	var tok [12]byte
+	rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
+	n := &procs{t: t, cat: catDir}
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		for _, r := range n.relays {
+			r.stop()
+		}
+		n.dir.stop()
+		if t.Failed() {
+			t.Logf("process logs:\n%s", logs)
+		}
+	})
+	n.dir = &proc{t: t, bin: bin, logs: logs, args: []string{
+		"directory", "--listen", "127.0.0.1:0", "--data", filepath.Join(root, "directory"),
+		"--catalog", "demo=" + catDir, "--enroll-token", token,
+		"--heartbeat", "1s", "--probe-interval", "1s",
+	}}
+	n.dir.start()
+	// Restarts come back on the same address.
+	n.dir.args[2] = n.dir.addr
+	quota := opts.Quota
+	if quota == 0 {
+		quota = 1 << 30
+	}
+	for i := 0; i < opts.Relays; i++ {
+		data := filepath.Join(root, fmt.Sprintf("relay%d", i+1))
+		r := &proc{t: t, bin: bin, logs: logs, args: []string{
+			"relay", "--listen", "127.0.0.1:0", "--data", data, "--directory", n.dir.url,
+			"--enroll-token", token, "--quota", quota.String(),
+		}}
+		r.start()
+		r.args[2] = r.addr
+		n.relays = append(n.relays, r)
+		n.data = append(n.data, data)
+	}
+	return n, files
+}
+
+func (n *procs) DirectoryURL() string   { return n.dir.url }
+func (n *procs) RelayCount() int        { return len(n.relays) }
+func (n *procs) RelayURL(i int) string  { return n.relays[i].url }
+func (n *procs) RelayData(i int) string { return n.data[i] }
+func (n *procs) KillRelay(i int)        { n.relays[i].kill() }
+func (n *procs) StartRelay(i int)       { n.relays[i].start() }
+func (n *procs) CatalogDir() string     { return n.cat }
+
+func (n *procs) RestartDirectory() {
+	n.dir.kill()
+	waitPortFree(n.dir.addr)
+	n.dir.start()
+}
+
+func (n *procs) Rescan() {
+	if err := n.dir.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// waitPortFree waits briefly until addr can be listened on again.
+func waitPortFree(addr string) {
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// RunCommand runs bin with args and returns its exit code and output.
+func RunCommand(bin string, args ...string) (int, string) {
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return -1, err.Error()
+	}
+	return code, out.String()
+}
