@@ -48,8 +48,10 @@ func binIndex(p string, bits int) uint32 {
 	return binary.BigEndian.Uint32(h[:4]) >> (32 - bits)
 }
 
-// binName formats bin i of 2^bits as go-tuf's SuccinctRoles does:
-// prefix, '-', lowercase hex zero-padded to the width of the last bin.
+// BinName names bin i of 2^bits as go-tuf's SuccinctRoles does: prefix,
+// '-', lowercase hex zero-padded to the width of the last bin.
+func BinName(i uint32, bits int) string { return binName(i, bits) }
+
 func binName(i uint32, bits int) string {
 	width := len(strconv.FormatUint(uint64(1)<<bits-1, 16))
 	return fmt.Sprintf("%s-%0*x", BinPrefix, width, i)

@@ -1,6 +1,7 @@
 package tufrepo
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func (r *Repository) Prune(now time.Time, grace time.Duration) ([]string, error)
 	cutoff := now.Add(-grace)
 	var removed []string
 	for role, files := range byRole {
-		slices.SortFunc(files, func(a, b file) int { return int(a.version - b.version) })
+		slices.SortFunc(files, func(a, b file) int { return cmp.Compare(a.version, b.version) })
 		cur := current(role)
 		for i, f := range files {
 			switch {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -278,14 +277,4 @@ func Files(t testing.TB, dir string) []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// HasPrefixAny reports whether s starts with any of the prefixes.
-func HasPrefixAny(s string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }

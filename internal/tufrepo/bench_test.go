@@ -1,0 +1,188 @@
+package tufrepo_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/tufrepo"
+	"github.com/opendistribution/odi/internal/tufrepo/tuftest"
+)
+
+// Catalog sizes for the benchmarks. The million-artifact case takes about
+// a minute and a gigabyte of disk, so it runs only when asked:
+//
+//	go test -run='^$' -bench=. -benchtime=1x ./internal/tufrepo/ -tufrepo.sizes=100000,1000000
+var benchSizes = flag.String("tufrepo.sizes", "10000,100000", "comma-separated catalog sizes for benchmarks")
+
+func sizes(b *testing.B) []int {
+	var out []int
+	for _, s := range strings.Split(*benchSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			b.Fatalf("-tufrepo.sizes: %v", err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// benchArtifacts makes n artifacts with paths shaped like a Debian pool
+// (about 50 bytes), digests derived from the path.
+func benchArtifacts(n int) []catalog.Artifact {
+	as := make([]catalog.Artifact, n)
+	for i := range as {
+		p := fmt.Sprintf("pool/main/p%04d/pkg-%d/pkg-%d_1.%d.%d_amd64.deb", i%4096, i, i, i%97, i%13)
+		as[i] = catalog.Artifact{Path: p, Size: int64(1000 + i%100000), Digest: sha256.Sum256([]byte(p))}
+	}
+	return as
+}
+
+func benchRepo(b *testing.B, dir string, as []catalog.Artifact) *tufrepo.Repository {
+	b.Helper()
+	ks, err := tufrepo.GenerateKeySet(1, 1, 1, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := tufrepo.Init(dir, ks.InitOptions(len(as)), tufrepo.Options{Signers: ks.All()}, tuftest.Epoch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func fileSize(b *testing.B, dir, name string) int64 {
+	st, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st.Size()
+}
+
+// BenchmarkBuild signs whole catalogs and reports what a fresh client
+// downloads: everything (root, timestamp, snapshot, targets, every bin) and
+// what it needs for one artifact (the same with a single bin).
+func BenchmarkBuild(b *testing.B) {
+	for _, n := range sizes(b) {
+		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
+			as := benchArtifacts(n)
+			var dir string
+			var st tufrepo.Status
+			for b.Loop() {
+				b.StopTimer()
+				dir = filepath.Join(b.TempDir(), "tuf")
+				r := benchRepo(b, dir, as)
+				b.StartTimer()
+				if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
+					b.Fatal(err)
+				}
+				st = r.Status()
+			}
+			top := fileSize(b, dir, "1.root.json") + fileSize(b, dir, "timestamp.json") +
+				fileSize(b, dir, metaName(st.Snapshot, "snapshot")) + fileSize(b, dir, metaName(st.Targets, "targets"))
+			var bins, maxBin int64
+			bits := tufrepo.BinBits(n)
+			for i := range st.Bins {
+				s := fileSize(b, dir, metaName(2, tufrepo.BinName(uint32(i), bits)))
+				bins += s
+				maxBin = max(maxBin, s)
+			}
+			b.ReportMetric(float64(st.Bins), "bins")
+			b.ReportMetric(float64(top+bins), "full-client-bytes")
+			b.ReportMetric(float64(top+bins/int64(st.Bins)), "one-artifact-bytes")
+			b.ReportMetric(float64(fileSize(b, dir, metaName(st.Snapshot, "snapshot"))), "snapshot-bytes")
+			b.ReportMetric(float64(maxBin), "max-bin-bytes")
+		})
+	}
+}
+
+// BenchmarkApply measures one catalog version of k changed artifacts in a
+// built catalog: the cost should follow k, not the catalog size.
+func BenchmarkApply(b *testing.B) {
+	for _, n := range sizes(b) {
+		for _, k := range []int{1, 100} {
+			b.Run(fmt.Sprintf("n=%d/k=%d", n, k), func(b *testing.B) {
+				as := benchArtifacts(n)
+				dir := filepath.Join(b.TempDir(), "tuf")
+				r := benchRepo(b, dir, as)
+				if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
+					b.Fatal(err)
+				}
+				rng := rand.New(rand.NewPCG(1, 2))
+				var written int64
+				for b.Loop() {
+					chs := make([]catalog.Change, k)
+					for i := range chs {
+						a := as[rng.IntN(n)]
+						a.Size++
+						chs[i] = catalog.Change{Path: a.Path, Size: a.Size, Digest: a.Digest}
+					}
+					c, err := r.Apply(chs, tuftest.Epoch)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, f := range c.Written {
+						written += fileSize(b, dir, f)
+					}
+				}
+				b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
+			})
+		}
+	}
+}
+
+// BenchmarkClientFirstTarget measures a fresh client's first lookup over
+// loopback HTTP: a full refresh plus one bin, and the bytes it fetched.
+func BenchmarkClientFirstTarget(b *testing.B) {
+	for _, n := range sizes(b) {
+		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
+			as := benchArtifacts(n)
+			dir := filepath.Join(b.TempDir(), "tuf")
+			r := benchRepo(b, dir, as)
+			if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
+				b.Fatal(err)
+			}
+			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
+			s := tuftest.Serve(b, dir, nil)
+			var fetched atomic.Int64
+			hc := &http.Client{Transport: countingTransport{http.DefaultTransport, &fetched}}
+			i := 0
+			for b.Loop() {
+				c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: root,
+					CacheDir: b.TempDir(), HTTPClient: hc, Now: func() time.Time { return tuftest.Epoch }})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Target(context.Background(), as[i%n].Path); err != nil {
+					b.Fatal(err)
+				}
+				i += 7919
+			}
+			b.ReportMetric(float64(fetched.Load())/float64(b.N), "bytes-fetched/op")
+		})
+	}
+}
+
+type countingTransport struct {
+	rt http.RoundTripper
+	n  *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	if err == nil && resp.ContentLength > 0 {
+		t.n.Add(resp.ContentLength)
+	}
+	return resp, err
+}
