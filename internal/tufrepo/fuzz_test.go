@@ -249,4 +249,3 @@ func FuzzParsePrivateKey(f *testing.F) {
 		}
 	})
 }
-
