@@ -42,7 +42,7 @@ func TestClientRefreshesRepeatedly(t *testing.T) {
 }
 
 func TestClientBoundsBinsHeldInMemory(t *testing.T) {
-	repo := tuftest.New(t, tuftest.Options{Artifacts: 400})
+	repo := tuftest.New(t, tuftest.Options{Artifacts: 150})
 	s := tuftest.ServeRepo(t, repo)
 	c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
 		CacheDir: t.TempDir(), HTTPClient: s.Client(), MaxCachedBins: 3, Now: newClientNow})
@@ -50,7 +50,7 @@ func TestClientBoundsBinsHeldInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for round := range 2 {
-		for i := range 400 {
+		for i := range 150 {
 			p := tuftest.ArtifactPath(i)
 			info, err := c.Target(ctx, p)
 			if err != nil {

@@ -3,6 +3,9 @@ package tufrepo_test
 import (
 	"crypto/sha256"
 	"errors"
+	"hash"
+
+	"github.com/opendistribution/odi/internal/catalog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -129,3 +132,9 @@ func clientCache(t testing.TB, c *tufrepo.Client) string {
 	t.Helper()
 	return c.CacheDir()
 }
+
+type hasher struct{ h hash.Hash }
+
+func newHasher() *hasher                      { return &hasher{sha256.New()} }
+func (h *hasher) Write(p []byte) (int, error) { return h.h.Write(p) }
+func (h *hasher) digest() (d catalog.Digest)  { copy(d[:], h.h.Sum(nil)); return d }

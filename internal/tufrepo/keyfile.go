@@ -156,6 +156,11 @@ func decrypt(box, passphrase []byte) (plain []byte, err error) {
 // by its owner. It refuses to overwrite an existing file: losing a root key
 // to a typo is not recoverable.
 func SavePrivateKey(path string, k *PrivateKey, passphrase []byte) error {
+	if _, err := os.Lstat(path); err == nil {
+		// Fail before spending a scrypt derivation; writeNewFile still
+		// refuses atomically if the file appears meanwhile.
+		return fmt.Errorf("tufrepo: write %s: %w", path, fs.ErrExist)
+	}
 	data, err := EncryptPrivateKey(k, passphrase)
 	if err != nil {
 		return err

@@ -357,7 +357,7 @@ func TestBuildRebinsForCatalogSize(t *testing.T) {
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	as := make([]catalog.Artifact, 40_000)
+	as := make([]catalog.Artifact, 17_000)
 	for i := range as {
 		as[i] = tuftest.Artifact(tuftest.ArtifactPath(i))
 		s.SetArtifact(as[i].Path, tuftest.Content(as[i].Path))
@@ -367,7 +367,7 @@ func TestBuildRebinsForCatalogSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := repo.Status()
-	if st.Bins != 128 || st.Targets != 2 || st.Artifacts != 40_000 || len(commit.Bins) != 128 {
+	if st.Bins != 64 || st.Targets != 2 || st.Artifacts != 17_000 || len(commit.Bins) != 64 {
 		t.Fatalf("after build: %+v, %d bins signed", st, len(commit.Bins))
 	}
 	// The client, which cached a snapshot listing the 16 old bins,
@@ -375,7 +375,7 @@ func TestBuildRebinsForCatalogSize(t *testing.T) {
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{0, 1, 39_999, 12_345} {
+	for _, i := range []int{0, 1, 16_999, 12_345} {
 		if _, err := c.Target(ctx, tuftest.ArtifactPath(i)); err != nil {
 			t.Fatalf("Target %d: %v", i, err)
 		}
@@ -391,20 +391,22 @@ func TestApplyRebinsWhenCatalogOutgrowsBinsAndRebinShrinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chs []catalog.Change
-	for i := 100; i < 33_000; i++ {
+	// 16 bins hold 512 targets each on average up to 8192 artifacts; past
+	// 16384 (2 bits more) the bins are split.
+	for i := 100; i < 16_500; i++ {
 		a := tuftest.Artifact(tuftest.ArtifactPath(i))
 		chs = append(chs, catalog.Change{Path: a.Path, Size: a.Size, Digest: a.Digest})
 	}
 	if _, err := repo.Apply(chs, repo.Now); err != nil {
 		t.Fatal(err)
 	}
-	if st := repo.Status(); st.Bins != 128 || st.Artifacts != 33_000 || st.NeedsRebin {
+	if st := repo.Status(); st.Bins != 64 || st.Artifacts != 16_500 || st.NeedsRebin {
 		t.Fatalf("after growth: %+v", st)
 	}
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{5, 32_999} {
+	for _, i := range []int{5, 16_499} {
 		if _, err := c.Target(ctx, tuftest.ArtifactPath(i)); err != nil {
 			t.Fatalf("Target %d after split: %v", i, err)
 		}
@@ -413,13 +415,13 @@ func TestApplyRebinsWhenCatalogOutgrowsBinsAndRebinShrinks(t *testing.T) {
 	if _, err := repo.Rebin(5, repo.Now); err != nil {
 		t.Fatal(err)
 	}
-	if st := repo.Status(); st.Bins != 32 || st.Artifacts != 33_000 {
+	if st := repo.Status(); st.Bins != 32 || st.Artifacts != 16_500 {
 		t.Fatalf("after merge: %+v", st)
 	}
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{5, 32_999} {
+	for _, i := range []int{5, 16_499} {
 		if _, err := c.Target(ctx, tuftest.ArtifactPath(i)); err != nil {
 			t.Fatalf("Target %d after merge: %v", i, err)
 		}
