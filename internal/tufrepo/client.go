@@ -353,9 +353,11 @@ func (c *Client) Target(ctx context.Context, p string) (TargetInfo, error) {
 	}
 	c.u.UnsafeSetRefTime(now)
 	tf, err := c.lookup(p)
-	if err != nil && ctx.Err() == nil && !errors.Is(err, &metadata.ErrDownload{}) && c.u.GetTrustedMetadataSet().Targets[bin] == nil {
-		// The cached copy of the bin may be damaged; go-tuf aborts on a
-		// local file that does not parse. Drop it and fetch once more.
+	if err != nil && ctx.Err() == nil && c.u.GetTrustedMetadataSet().Targets[bin] == nil &&
+		!errors.Is(err, &metadata.ErrRepository{}) && !errors.Is(err, &metadata.ErrDownload{}) && !errors.Is(err, ErrVerification) {
+		// The cached copy of the bin may be damaged: go-tuf skips a
+		// cached file that fails verification but aborts on one that does
+		// not parse. Drop it and fetch once more.
 		os.Remove(filepath.Join(c.cfg.CacheDir, url.PathEscape(bin)+".json"))
 		tf, err = c.lookup(p)
 	}

@@ -187,7 +187,7 @@ func LoadPrivateKey(path string, passphrase []byte) (*PrivateKey, error) {
 	}
 	k, err := ParsePrivateKey(data, passphrase)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("tufrepo: load key %s: %w", path, err)
 	}
 	return k, nil
 }
@@ -215,7 +215,7 @@ func LoadPublicKey(path string) (PublicKey, error) {
 	}
 	var k PublicKey
 	if err := json.Unmarshal(data, &k); err != nil {
-		return PublicKey{}, fmt.Errorf("%s: %w", path, err)
+		return PublicKey{}, fmt.Errorf("tufrepo: load public key %s: %w", path, err)
 	}
 	return k, nil
 }
