@@ -1,0 +1,28 @@
+# The two commands a newcomer needs are `go run ./cmd/odi dev` (the demo)
+# and `make test` (everything CI runs).
+
+GO ?= go
+
+.PHONY: test build bench demo fuzz lint
+
+test: lint
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+lint:
+	$(GO) vet ./...
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Each fuzz target runs briefly; a longer session is `go test -fuzz=X -fuzztime=10m ./pkg`.
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRequestPath$$' -fuzztime=$(FUZZTIME) ./internal/catalog
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/odi ./cmd/odi
+
+demo:
+	$(GO) run ./cmd/odi dev
+
+bench:
+	$(GO) run ./cmd/odibench -out bench-results/bench.json
