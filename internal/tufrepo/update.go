@@ -83,8 +83,8 @@ func (o *InitOptions) validate() error {
 // and the timestamp. Without online keys (an offline ceremony), the folder
 // holds root and targets only, and the directory completes it with its
 // first Apply, Build or Renew.
-func Init(dir string, io InitOptions, opts Options, now time.Time) (*Repository, error) {
-	if err := io.validate(); err != nil {
+func Init(dir string, in InitOptions, opts Options, now time.Time) (*Repository, error) {
+	if err := in.validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -104,10 +104,10 @@ func Init(dir string, io InitOptions, opts Options, now time.Time) (*Repository,
 		}
 		root.Signed.Roles[role].Threshold = threshold
 	}
-	add(metadata.ROOT, io.RootKeys, io.RootThreshold)
-	add(metadata.TARGETS, io.TargetsKeys, io.TargetsThreshold)
-	add(metadata.SNAPSHOT, []PublicKey{io.SnapshotKey}, 1)
-	add(metadata.TIMESTAMP, []PublicKey{io.TimestampKey}, 1)
+	add(metadata.ROOT, in.RootKeys, in.RootThreshold)
+	add(metadata.TARGETS, in.TargetsKeys, in.TargetsThreshold)
+	add(metadata.SNAPSHOT, []PublicKey{in.SnapshotKey}, 1)
+	add(metadata.TIMESTAMP, []PublicKey{in.TimestampKey}, 1)
 	rootKeys, err := r.roleKeys(root, metadata.ROOT)
 	if err != nil {
 		return nil, fmt.Errorf("tufrepo: init: %w", err)
@@ -119,11 +119,11 @@ func Init(dir string, io InitOptions, opts Options, now time.Time) (*Repository,
 
 	targets := metadata.Targets(expiresAt(now, exp.Targets))
 	targets.Signed.Delegations = &metadata.Delegations{
-		Keys: map[string]*metadata.Key{io.BinsKey.ID(): io.BinsKey.tufKey()},
+		Keys: map[string]*metadata.Key{in.BinsKey.ID(): in.BinsKey.tufKey()},
 		SuccinctRoles: &metadata.SuccinctRoles{
-			KeyIDs:     []string{io.BinsKey.ID()},
+			KeyIDs:     []string{in.BinsKey.ID()},
 			Threshold:  1,
-			BitLength:  BinBits(io.ExpectedArtifacts),
+			BitLength:  BinBits(in.ExpectedArtifacts),
 			NamePrefix: BinPrefix,
 		},
 	}
