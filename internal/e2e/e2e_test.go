@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -419,5 +421,91 @@ func TestBadFlagsAndConfigListEveryProblem(t *testing.T) {
 	code, out = RunCommand(odiBin, "frobnicate")
 	if code != 2 || !strings.Contains(out, `unknown command "frobnicate"`) {
 		t.Errorf("unknown command: %d %s", code, out)
+	}
+}
+
+func TestRestartedRelayReusesWhatItHolds(t *testing.T) {
+	bothModes(t, func(t *testing.T, start starter) {
+		n, files := start(t, Options{Relays: 1, SampleSize: 30})
+		waitReady(t, n, 1)
+		before := map[string]time.Time{}
+		for _, b := range files {
+			p := BlobPath(n.RelayData(0), b)
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before[p] = fi.ModTime()
+		}
+		n.KillRelay(0)
+		n.StartRelay(0)
+		waitReady(t, n, 1)
+		for p, mt := range before {
+			fi, err := os.Stat(p)
+			if err != nil || !fi.ModTime().Equal(mt) {
+				t.Fatalf("blob %s fetched again after restart (%v)", p, err)
+			}
+		}
+		for p, want := range files {
+			got, host, err := Download(n, p)
+			if err != nil || !bytes.Equal(got, want) || "http://"+host != n.RelayURL(0) {
+				t.Fatalf("%s after relay restart: %v, served by %s", p, err, host)
+			}
+		}
+	})
+}
+
+func TestDevCommandServesAndStopsOnInterrupt(t *testing.T) {
+	cmd := exec.Command(odiBin, "dev", "--addr", "127.0.0.1:0", "--relays", "2")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	curl := make(chan string, 1)
+	var banner lockedBuffer
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			fmt.Fprintln(&banner, sc.Text())
+			if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "curl" && f[1] == "-L" {
+				curl <- f[3]
+			}
+		}
+	}()
+	var u string
+	select {
+	case u = <-curl:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no curl command printed within 10 s:\n%s\n%s", banner.String(), stderr.String())
+	}
+	t.Logf("odi dev printed its curl command %s after start", time.Since(start).Round(time.Millisecond))
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body) == 0 || resp.Request.URL.Path == "" || strings.HasPrefix(resp.Request.URL.String(), u) {
+		t.Fatalf("curl command URL %s: %d, %d bytes, final URL %s (want served by a relay)", u, resp.StatusCode, len(body), resp.Request.URL)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("odi dev exited with %v after Ctrl-C:\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("odi dev did not stop within 15 s of Ctrl-C")
 	}
 }
