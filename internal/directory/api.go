@@ -123,9 +123,9 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("Repr-Digest", "sha-256=:"+d.Base64()+":")
-	cw := countingWriter{ResponseWriter: w}
+	cw := httpapi.CountingWriter{ResponseWriter: w}
 	http.ServeContent(&cw, r, "", fi.ModTime(), f)
-	s.metrics.bytesServed.Add(float64(cw.n))
+	s.metrics.bytesServed.Add(float64(cw.N))
 	return nil
 }
 

@@ -1,11 +1,8 @@
 package directory
 
 import (
-	"io"
 	"math/rand/v2"
-	"mime"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +55,6 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 	cands := s.ix.candidates(c, e, avoid, buf[:0])
 
 	h := w.Header()
-	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
 	h.Set("Digest", "sha-256="+e.digest.Base64())
 	if len(cands) == 0 {
 		return s.serveSelf(w, r, p, e)
@@ -74,6 +70,7 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 			h.Add("Link", "<"+alt.url+suffix+">; rel=duplicate; pri="+strconv.Itoa(i+1))
 		}
 	}
+	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
 	h.Set("Cache-Control", "no-store")
 	h.Set(httpapi.HeaderVersion, strconv.FormatUint(e.version, 10))
 	w.WriteHeader(http.StatusFound)
@@ -118,44 +115,11 @@ func (s *Server) serveSelf(w http.ResponseWriter, r *http.Request, p string, e e
 		return &httpapi.Error{Status: http.StatusServiceUnavailable, Msg: "artifact temporarily unavailable", Err: err}
 	}
 	defer f.Close()
-	setArtifactHeaders(w.Header(), p, e)
+	httpapi.SetArtifactHeaders(w.Header(), p, e.digest)
 	w.Header().Set("Cache-Control", "public, max-age=60")
-	cw := countingWriter{ResponseWriter: w}
+	cw := httpapi.CountingWriter{ResponseWriter: w}
 	http.ServeContent(&cw, r, "", time.Unix(0, e.mtime), f)
 	s.metrics.servedSelf.Inc()
-	s.metrics.bytesServed.Add(float64(cw.n))
+	s.metrics.bytesServed.Add(float64(cw.N))
 	return nil
-}
-
-// setArtifactHeaders sets what every response carrying artifact bytes has.
-func setArtifactHeaders(h http.Header, p string, e entry) {
-	h.Set("ETag", e.digest.ETag())
-	ct := mime.TypeByExtension(path.Ext(p))
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	h.Set("Content-Type", ct)
-	h.Set("X-Content-Type-Options", "nosniff")
-	// Artifacts are data, never pages of this site: even an HTML file
-	// published in a catalog cannot run script in the directory's origin.
-	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
-}
-
-// countingWriter counts body bytes. It keeps io.ReaderFrom visible so
-// net/http can still send files with sendfile.
-type countingWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	n, err := io.Copy(c.ResponseWriter, r)
-	c.n += n
-	return n, err
 }

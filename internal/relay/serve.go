@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -62,15 +60,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer f.Close()
 	h := w.Header()
-	h.Set("ETag", e.digest.ETag())
-	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
-	ct := mime.TypeByExtension(path.Ext(p))
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	h.Set("Content-Type", ct)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	httpapi.SetArtifactHeaders(h, p, e.digest)
 	if want != "" {
 		// The URL names the bytes: they can never change.
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
@@ -83,12 +73,12 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 
 // serveFile sends f with ranges and conditional requests, counting bytes.
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, f store.File) {
-	cw := countingWriter{ResponseWriter: w}
+	cw := httpapi.CountingWriter{ResponseWriter: w}
 	// No Last-Modified: the file time is when the relay fetched the blob,
 	// which means nothing to clients; the ETag names the bytes.
 	http.ServeContent(&cw, r, "", time.Time{}, f)
-	s.bytesServed.Add(cw.n)
-	s.metrics.bytesServed.Add(float64(cw.n))
+	s.bytesServed.Add(cw.N)
+	s.metrics.bytesServed.Add(float64(cw.N))
 	if r.Method == http.MethodGet {
 		s.metrics.requests.served.Inc()
 	}
@@ -198,22 +188,4 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	s.serveFile(w, r, f)
 	return nil
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(b)
-	c.n += int64(n)
-	return n, err
-}
-
-// ReadFrom keeps sendfile available to net/http.
-func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
-	n, err := io.Copy(c.ResponseWriter, r)
-	c.n += n
-	return n, err
 }

@@ -47,12 +47,8 @@ CREATE TABLE blobs (
 type stateDB struct{ db *sql.DB }
 
 func openState(ctx context.Context, path string) (*stateDB, error) {
-	db, err := sqlitedb.Open(path)
+	db, err := sqlitedb.OpenMigrated(ctx, path, schema)
 	if err != nil {
-		return nil, err
-	}
-	if err := sqlitedb.Migrate(ctx, db, schema); err != nil {
-		db.Close()
 		return nil, err
 	}
 	return &stateDB{db: db}, nil

@@ -76,3 +76,16 @@ func Migrate(ctx context.Context, db *sql.DB, steps []string) error {
 	}
 	return nil
 }
+
+// OpenMigrated opens the database at path and brings it to schema.
+func OpenMigrated(ctx context.Context, path string, schema []string) (*sql.DB, error) {
+	db, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, db, schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
