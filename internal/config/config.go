@@ -17,6 +17,10 @@ import (
 type CatalogSource struct {
 	Name string `toml:"name"`
 	Path string `toml:"path"`
+	// Keys is the folder of the catalog's signing keys (odi catalog init
+	// writes it). The directory uses the online keys found there; with
+	// none given, it generates a whole key set in its data folder.
+	Keys string `toml:"keys"`
 }
 
 // Directory configures `odi directory`.
@@ -107,6 +111,11 @@ func (d *Directory) Validate() Problems {
 			p.Addf("catalog %q: given twice", c.Name)
 		}
 		seen[c.Name] = true
+		if c.Keys != "" {
+			if fi, err := os.Stat(c.Keys); err != nil || !fi.IsDir() {
+				p.Addf("catalog %q: keys: %s is not a folder", c.Name, c.Keys)
+			}
+		}
 		if c.Path == "" {
 			p.Addf("catalog %q: no path", c.Name)
 		} else if fi, err := os.Stat(c.Path); err != nil {

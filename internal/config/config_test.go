@@ -86,7 +86,7 @@ path = "`+srcA+`"
 	want.Data = "/var/lib/odi"
 	want.EnrollTokens = []string{"file-token-123"}
 	want.Heartbeat = 5 * time.Second
-	want.Catalogs = []CatalogSource{{"flag1", srcB}, {"flag2", srcA}}
+	want.Catalogs = []CatalogSource{{Name: "flag1", Path: srcB}, {Name: "flag2", Path: srcA}}
 	if diff := cmp.Diff(want, d); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}

@@ -25,6 +25,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+httpapi.PathStatus, h(s.handleStatus))
 	mux.Handle("GET "+httpapi.PathBlobs+"{digest}", h(s.handleBlob))
 	mux.Handle("GET /c/{catalog}/changes", h(s.handleChanges))
+	mux.Handle("GET /c/{catalog}/tuf/{file}", h(s.handleMetadata))
 	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

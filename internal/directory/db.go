@@ -69,6 +69,8 @@ CREATE TABLE relays (
 	enrolled   INTEGER NOT NULL,
 	last_seen  INTEGER NOT NULL
 );
+`, `
+ALTER TABLE catalogs ADD COLUMN signed INTEGER NOT NULL DEFAULT 0;
 `}
 
 // stateDB is the directory's SQLite state.
@@ -297,6 +299,40 @@ func (s *stateDB) changes(ctx context.Context, id int64, since, upto, afterV uin
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// signedVersion returns the catalog version the signed metadata describes.
+func (s *stateDB) signedVersion(ctx context.Context, id int64) (uint64, error) {
+	var v uint64
+	if err := s.db.QueryRowContext(ctx, `SELECT signed FROM catalogs WHERE id = ?`, id).Scan(&v); err != nil {
+		return 0, fmt.Errorf("directory: read signed version: %w", err)
+	}
+	return v, nil
+}
+
+func (s *stateDB) setSigned(ctx context.Context, id int64, v uint64) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET signed = ? WHERE id = ?`, v, id); err != nil {
+		return fmt.Errorf("directory: record signed version: %w", err)
+	}
+	return nil
+}
+
+// allChanges returns the whole change log between since and upto.
+func (s *stateDB) allChanges(ctx context.Context, id int64, since, upto uint64) ([]catalog.Change, error) {
+	var out []catalog.Change
+	afterV, afterPath := since, ""
+	for {
+		page, err := s.changes(ctx, id, since, upto, afterV, afterPath, maxChangesLimit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < maxChangesLimit {
+			return out, nil
+		}
+		last := page[len(page)-1]
+		afterV, afterPath = last.Version, last.Path
+	}
 }
 
 // referenced reports whether any catalog still has an artifact with digest d.

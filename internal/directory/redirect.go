@@ -9,6 +9,7 @@ import (
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/tufrepo"
 )
 
 // maxAlternates is how many other relays a redirect names in Link headers
@@ -35,6 +36,24 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	e, c, ok := s.ix.lookup(name, p)
+	if c != nil && !ok {
+		// Not an artifact: maybe a name derived from one. A real artifact
+		// with such a name was found above and wins.
+		if base, d, hashed := tufrepo.ParseHashedTargetName(p); hashed {
+			// The consistent-snapshot name TUF clients ask for.
+			if be, _, found := s.ix.lookup(name, base); found && be.digest == d {
+				e, p, ok = be, base, true
+			}
+		} else if base, cut := strings.CutSuffix(p, ".sha256"); cut {
+			if be, _, found := s.ix.lookup(name, base); found {
+				return s.serveChecksum(w, r, base, be)
+			}
+		} else if base, cut := strings.CutSuffix(p, ".meta4"); cut {
+			if be, _, found := s.ix.lookup(name, base); found {
+				return s.serveMetalink(w, r, c, base, be)
+			}
+		}
+	}
 	if c == nil {
 		s.metrics.notFound.Inc()
 		return httpapi.Errorf(http.StatusNotFound, "no catalog %q on this directory", name)
@@ -55,7 +74,6 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 	cands := s.ix.candidates(c, e, avoid, buf[:0])
 
 	h := w.Header()
-	h.Set("Digest", "sha-256="+e.digest.Base64())
 	if len(cands) == 0 {
 		return s.serveSelf(w, r, p, e)
 	}
@@ -71,6 +89,7 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
+	h.Set("Digest", "sha-256="+e.digest.Base64())
 	h.Set("Cache-Control", "no-store")
 	h.Set(httpapi.HeaderVersion, strconv.FormatUint(e.version, 10))
 	w.WriteHeader(http.StatusFound)
@@ -116,6 +135,7 @@ func (s *Server) serveSelf(w http.ResponseWriter, r *http.Request, p string, e e
 	}
 	defer f.Close()
 	httpapi.SetArtifactHeaders(w.Header(), p, e.digest)
+	w.Header().Set("Digest", "sha-256="+e.digest.Base64())
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	cw := httpapi.CountingWriter{ResponseWriter: w}
 	http.ServeContent(&cw, r, "", time.Unix(0, e.mtime), f)

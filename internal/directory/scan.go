@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
 )
 
@@ -169,7 +170,8 @@ func (s *Server) importFile(ctx context.Context, abs string, before fs.FileInfo)
 
 // publish scans one catalog source and records a new version if anything
 // changed. Publishes are serialized by publishMu.
-func (s *Server) publish(ctx context.Context, name, root string) (catalog.Summary, uint64, error) {
+func (s *Server) publish(ctx context.Context, src config.CatalogSource) (catalog.Summary, uint64, error) {
+	name, root := src.Name, src.Path
 	start := s.now()
 	row, err := s.db.ensureCatalog(ctx, name, start)
 	if err != nil {
@@ -189,14 +191,20 @@ func (s *Server) publish(ctx context.Context, name, root string) (catalog.Summar
 	for _, msg := range res.skipped {
 		s.log.Warn("file left out of catalog", "catalog", name, "reason", msg)
 	}
-	if res.sum.Empty() && len(res.touches) == 0 {
-		s.ix.apply(name, row.Version, row.Updated, nil, nil) // mark loaded
-		return res.sum, row.Version, nil
+	v, now := row.Version, s.now()
+	if !res.sum.Empty() || len(res.touches) > 0 {
+		if v, err = s.db.commit(ctx, row.ID, row.Version, res.puts, res.deletes, res.touches, res.sum, now); err != nil {
+			return res.sum, row.Version, err
+		}
 	}
-	now := s.now()
-	v, err := s.db.commit(ctx, row.ID, row.Version, res.puts, res.deletes, res.touches, res.sum, now)
-	if err != nil {
+	// Relays see a version only once it is signed; this also catches up
+	// a signing that failed before.
+	if err := s.sign(ctx, src, row.ID, v, len(have)+res.sum.Added-res.sum.Removed); err != nil {
 		return res.sum, row.Version, err
+	}
+	if v == row.Version {
+		s.ix.apply(name, row.Version, row.Updated, nil, nil) // mark loaded
+		return res.sum, v, nil
 	}
 	for i := range res.puts {
 		res.puts[i].Version = v

@@ -34,6 +34,7 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/store"
+	"github.com/opendistribution/odi/internal/tufrepo"
 )
 
 // Deps are what a Server uses from outside.
@@ -67,8 +68,9 @@ type Server struct {
 	reload chan struct{}
 
 	mu      sync.Mutex
-	sources []config.CatalogSource // guarded by mu
-	scans   map[string]scanStatus  // guarded by mu
+	sources []config.CatalogSource         // guarded by mu
+	scans   map[string]scanStatus          // guarded by mu
+	repos   map[string]*tufrepo.Repository // guarded by mu
 }
 
 // scanStatus is the outcome of the last scan of a catalog's folder.
@@ -126,6 +128,7 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		reload:   make(chan struct{}, 1),
 		sources:  cfg.Catalogs,
 		scans:    make(map[string]scanStatus),
+		repos:    make(map[string]*tufrepo.Repository),
 	}
 	if err := s.load(ctx); err != nil {
 		db.Close()
@@ -210,6 +213,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer probe.Stop()
 	sweep := time.NewTicker(min(time.Second, s.cfg.Heartbeat))
 	defer sweep.Stop()
+	renew := time.NewTicker(time.Minute)
+	defer renew.Stop()
+	renewals := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -223,6 +229,9 @@ func (s *Server) Run(ctx context.Context) error {
 			}()
 		case <-sweep.C:
 			s.sweep()
+		case <-renew.C:
+			renewals++
+			s.renewSignatures(renewals%60 == 0)
 		}
 	}
 }
@@ -244,7 +253,7 @@ func (s *Server) publishAll(ctx context.Context) {
 	sources := s.sources
 	s.mu.Unlock()
 	for _, src := range sources {
-		_, v, err := s.publish(ctx, src.Name, src.Path)
+		_, v, err := s.publish(ctx, src)
 		st := scanStatus{At: s.now(), Version: v}
 		if err != nil {
 			if ctx.Err() != nil {

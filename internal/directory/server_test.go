@@ -67,7 +67,7 @@ func (f *fixture) start() {
 // publish rescans synchronously.
 func (f *fixture) publish() uint64 {
 	f.t.Helper()
-	_, v, err := f.srv.publish(context.Background(), "demo", f.src)
+	_, v, err := f.srv.publish(context.Background(), config.CatalogSource{Name: "demo", Path: f.src})
 	if err != nil {
 		f.t.Fatal(err)
 	}

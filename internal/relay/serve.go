@@ -35,7 +35,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	s.mu.RLock()
 	var e entryRef
 	ok := false
-	if c := s.cats[name]; c != nil {
+	if c := s.cats[name]; c != nil && c.signed(s.now()) {
 		e, ok = c.entries[p]
 	}
 	s.mu.RUnlock()

@@ -40,6 +40,9 @@ func newTestRelay(t *testing.T, files map[string]string) *Server {
 	}
 	c := &catState{version: 1, entries: map[string]entryRef{}}
 	s.cats["demo"] = c
+	if err := s.setExpires(context.Background(), "demo", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	batch := newBlobBatch(s)
 	for _, ch := range changes {
 		c.entries[ch.Path] = entryRef{digest: ch.Digest, size: ch.Size}
@@ -234,5 +237,17 @@ func TestHealth(t *testing.T) {
 	resp := get(t, s.Handler(), "/.odi/health")
 	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, s.ID()) {
 		t.Fatalf("health = %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestExpiredSignedMetadataStopsServing(t *testing.T) {
+	s := newTestRelay(t, map[string]string{"a.txt": "alpha"})
+	if resp := get(t, s.Handler(), "/demo/a.txt"); resp.StatusCode != 200 {
+		t.Fatalf("GET while signed = %d", resp.StatusCode)
+	}
+	s.setExpires(context.Background(), "demo", time.Now().Add(-time.Second))
+	resp := get(t, s.Handler(), "/demo/a.txt")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "directory.invalid") {
+		t.Fatalf("GET after the signed metadata expired = %d %s, want a redirect to the directory", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

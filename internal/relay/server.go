@@ -35,6 +35,7 @@ import (
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/store"
+	"github.com/opendistribution/odi/internal/tufrepo"
 )
 
 // Deps are what a Server uses from outside.
@@ -67,6 +68,7 @@ type Server struct {
 	state    string                         // syncing or ready; guarded by mu
 	problems map[string]string              // kind → message; guarded by mu
 	dirKey   ed25519.PublicKey              // guarded by mu
+	tuf      map[string]*tufrepo.Client     // verifying client per catalog; guarded by mu
 
 	// rep carries inventory changes to the reporter.
 	rep reporter
@@ -81,6 +83,9 @@ type Server struct {
 type catState struct {
 	version uint64
 	entries map[string]entryRef
+	// expires is when the signed metadata last verified stops vouching
+	// for this state; past it the relay serves nothing of the catalog.
+	expires time.Time
 }
 
 type entryRef struct {
@@ -139,6 +144,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		dir:      httpapi.NewClient(cfg.Directory, deps.HTTPClient).WithRelay(id, key, deps.Now),
 		metrics:  newMetrics(deps.Registerer),
 		cats:     make(map[string]*catState),
+		tuf:      make(map[string]*tufrepo.Client),
 		blobs:    make(map[catalog.Digest]*blobRecord),
 		refs:     make(map[catalog.Digest]int),
 		state:    httpapi.StateSyncing,
@@ -162,8 +168,8 @@ func (s *Server) ID() string { return s.id }
 // blob list with the files actually on disk.
 func (s *Server) load(ctx context.Context) error {
 	err := s.db.load(ctx,
-		func(name string, v uint64) {
-			s.cats[name] = &catState{version: v, entries: make(map[string]entryRef)}
+		func(name string, v uint64, expires time.Time) {
+			s.cats[name] = &catState{version: v, entries: make(map[string]entryRef), expires: expires}
 		},
 		func(name, p string, d catalog.Digest, size int64) {
 			c := s.cats[name]

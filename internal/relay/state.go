@@ -42,6 +42,8 @@ CREATE TABLE blobs (
 	stamp_ctime INTEGER NOT NULL,
 	last_access INTEGER NOT NULL
 ) WITHOUT ROWID;
+`, `
+ALTER TABLE catalogs ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
 `}
 
 type stateDB struct{ db *sql.DB }
@@ -84,19 +86,20 @@ func (s *stateDB) saveEnrollment(ctx context.Context, dir string, e enrollment, 
 }
 
 // load calls the callbacks with everything the relay knew when it stopped.
-func (s *stateDB) load(ctx context.Context, cat func(name string, v uint64), ent func(name, path string, d catalog.Digest, size int64), blob func(d catalog.Digest, size int64, st store.Stamp, lastAccess time.Time)) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, version FROM catalogs`)
+func (s *stateDB) load(ctx context.Context, cat func(name string, v uint64, expires time.Time), ent func(name, path string, d catalog.Digest, size int64), blob func(d catalog.Digest, size int64, st store.Stamp, lastAccess time.Time)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, version, expires FROM catalogs`)
 	if err != nil {
 		return fmt.Errorf("relay: load state: %w", err)
 	}
 	for rows.Next() {
 		var name string
 		var v uint64
-		if err := rows.Scan(&name, &v); err != nil {
+		var exp int64
+		if err := rows.Scan(&name, &v, &exp); err != nil {
 			rows.Close()
 			return fmt.Errorf("relay: load state: %w", err)
 		}
-		cat(name, v)
+		cat(name, v, time.Unix(0, exp))
 	}
 	rows.Close()
 	rows, err = s.db.QueryContext(ctx, `SELECT catalog, path, sha256, size FROM entries`)
@@ -204,6 +207,13 @@ func (s *stateDB) putBlobs(ctx context.Context, ds []catalog.Digest, sts []store
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("relay: record blobs: %w", err)
+	}
+	return nil
+}
+
+func (s *stateDB) setExpires(ctx context.Context, name string, exp time.Time) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET expires = ? WHERE name = ?`, exp.UnixNano(), name); err != nil {
+		return fmt.Errorf("relay: record signature expiry: %w", err)
 	}
 	return nil
 }

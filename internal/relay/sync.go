@@ -19,6 +19,12 @@ import (
 // Software is what the relay calls itself when enrolling.
 const Software = "odi-relay"
 
+// signedRefresh is how often the relay refreshes signed metadata of
+// catalogs that did not change: often enough that a timestamp re-signed
+// at half its life (12 hours by default) is picked up long before the
+// old one expires.
+const signedRefresh = 5 * time.Minute
+
 // enroll joins the directory, retrying with backoff until it succeeds or
 // ctx ends, and returns the heartbeat interval the directory asked for.
 func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
@@ -94,6 +100,9 @@ func (s *Server) syncLoop(ctx context.Context) error {
 	var want []httpapi.Assignment
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	signed := time.NewTicker(signedRefresh)
+	defer signed.Stop()
+	s.refreshAllSigned(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -101,6 +110,9 @@ func (s *Server) syncLoop(ctx context.Context) error {
 		case want = <-assigned:
 		case <-s.syncNow:
 		case <-retry.C:
+		case <-signed.C:
+			s.refreshAllSigned(ctx)
+			continue
 		}
 		if err := s.syncAll(ctx, want); err != nil && ctx.Err() == nil {
 			s.log.Warn("sync incomplete; will retry", "err", err)
@@ -304,6 +316,19 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 	if to <= have {
 		return nil
 	}
+	tc, expires, err := s.refreshSigned(ctx, name)
+	if err != nil {
+		return err
+	}
+	refused, err := s.verifyChanges(ctx, tc, changes)
+	if err != nil {
+		return fmt.Errorf("relay: sync %s: %w", name, err)
+	}
+	if refused > 0 {
+		s.setProblem("verify:"+name, fmt.Sprintf("catalog %s: %d changes not vouched for by the signed metadata", name, refused))
+	} else {
+		s.setProblem("verify:"+name, "")
+	}
 	if err := s.db.applyChanges(ctx, name, to, changes); err != nil {
 		return err
 	}
@@ -337,7 +362,11 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 		}
 	}
 	c.version = to
+	c.expires = expires
 	s.mu.Unlock()
+	if err := s.db.setExpires(ctx, name, expires); err != nil {
+		return err
+	}
 	// A digest that left one path and joined another in this version is
 	// still used.
 	s.mu.RLock()
