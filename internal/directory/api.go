@@ -110,7 +110,10 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.store.Open(d)
+	if !s.ix.known(d) {
+		return httpapi.Errorf(http.StatusNotFound, "no blob %s in any catalog", d)
+	}
+	f, err := s.openBlob(d)
 	if err != nil {
 		return err
 	}

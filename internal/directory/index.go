@@ -146,6 +146,14 @@ func (ix *index) lookup(name, path string) (entry, *catIndex, bool) {
 	return e, c, ok
 }
 
+// known reports whether some catalog entry has digest d.
+func (ix *index) known(d catalog.Digest) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	_, ok := ix.blobs[d]
+	return ok
+}
+
 // catalog returns catalog name's index, or nil.
 func (ix *index) catalog(name string) *catIndex {
 	ix.mu.RLock()

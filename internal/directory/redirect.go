@@ -129,9 +129,9 @@ func sortByWeight(c []candidate) {
 // serveSelf sends the artifact's bytes from the directory's own store,
 // with ranges and conditional requests.
 func (s *Server) serveSelf(w http.ResponseWriter, r *http.Request, p string, e entry) error {
-	f, err := s.store.Open(e.digest)
+	f, err := s.openBlob(e.digest)
 	if err != nil {
-		return &httpapi.Error{Status: http.StatusServiceUnavailable, Msg: "artifact temporarily unavailable", Err: err}
+		return err
 	}
 	defer f.Close()
 	httpapi.SetArtifactHeaders(w.Header(), p, e.digest)

@@ -67,6 +67,9 @@ func (s *Server) scanFolder(ctx context.Context, root string, have map[string]kn
 						delete(have, j.rel)
 					}
 				case j.had && j.old.digest == d:
+					// Same bytes: a touched file, or a damaged blob copied
+					// in again.
+					s.guard.repaired(d)
 					res.touches = append(res.touches, touch{Path: j.rel, MTime: j.fi.ModTime()})
 					res.sum.BytesHashed += n
 				default:
@@ -118,7 +121,7 @@ func (s *Server) scanFolder(ctx context.Context, root string, have map[string]kn
 		seen[rel] = true
 		old, had := have[rel]
 		mu.Unlock()
-		if had && old.size == fi.Size() && old.mtime == fi.ModTime().UnixNano() {
+		if had && old.size == fi.Size() && old.mtime == fi.ModTime().UnixNano() && !s.guard.isDamaged(old.digest) {
 			return nil
 		}
 		jobs <- job{rel: rel, abs: abs, fi: fi, old: old, had: had}

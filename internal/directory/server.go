@@ -64,6 +64,7 @@ type Server struct {
 	session  string // changes at every start, so relays re-report inventories
 	verifier *auth.Verifier
 	metrics  *metrics
+	guard    *blobGuard
 
 	reload chan struct{}
 
@@ -125,6 +126,7 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		session:  hex.EncodeToString(sess[:]),
 		verifier: auth.NewVerifier(deps.Now, 1<<20),
 		metrics:  newMetrics(deps.Registerer),
+		guard:    newBlobGuard(),
 		reload:   make(chan struct{}, 1),
 		sources:  cfg.Catalogs,
 		scans:    make(map[string]scanStatus),

@@ -14,9 +14,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
 )
 
 type fixture struct {
@@ -306,5 +309,49 @@ func TestMethodNotAllowed(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") == "" {
 		t.Errorf("POST = %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
+
+func TestDamagedBlobIsNeverServedAndIsRepaired(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "the right bytes"})
+	f.publish()
+	if got := body(t, f.get("/r/demo/a.txt")); got != "the right bytes" {
+		t.Fatalf("before damage: %q", got)
+	}
+	d := catalog.DigestOf([]byte("the right bytes"))
+	path := f.srv.store.(*store.Disk).Path(d)
+	time.Sleep(20 * time.Millisecond)
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, []byte("the wrong bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp := f.get("/r/demo/a.txt")
+	if got := body(t, resp); resp.StatusCode == 200 || strings.Contains(got, "wrong") {
+		t.Fatalf("served %d %q from a damaged blob", resp.StatusCode, got)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("damaged blob answered %d, want 503", resp.StatusCode)
+	}
+	if resp := f.get("/api/v1/blobs/" + d.String()); resp.StatusCode == 200 {
+		t.Errorf("blob API served a damaged blob")
+	}
+	// The next scan copies the file in again.
+	f.publish()
+	if got := body(t, f.get("/r/demo/a.txt")); got != "the right bytes" {
+		t.Fatalf("after repair: %q", got)
+	}
+}
+
+func TestBlobAPIServesOnlyCatalogBlobs(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	if resp := f.get("/api/v1/blobs/" + catalog.DigestOf([]byte("alpha")).String()); resp.StatusCode != 200 {
+		t.Errorf("catalog blob = %d", resp.StatusCode)
+	}
+	if resp := f.get("/api/v1/blobs/" + catalog.DigestOf([]byte("beta")).String()); resp.StatusCode != 404 {
+		t.Errorf("unknown blob = %d", resp.StatusCode)
+	}
+	if resp := f.get("/api/v1/blobs/nothex"); resp.StatusCode != 400 {
+		t.Errorf("malformed digest = %d", resp.StatusCode)
 	}
 }

@@ -1,0 +1,96 @@
+package directory
+
+import (
+	"encoding/xml"
+	"strings"
+	"testing"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/tufrepo"
+)
+
+func TestServesSignedMetadata(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	for _, p := range []string{"/c/demo/tuf/1.root.json", "/c/demo/tuf/timestamp.json", "/c/demo/tuf/1.snapshot.json", "/c/demo/tuf/1.targets.json"} {
+		resp := f.get(p)
+		if resp.StatusCode != 200 || !strings.Contains(body(t, resp), `"signed"`) {
+			t.Errorf("GET %s = %d", p, resp.StatusCode)
+		}
+	}
+	if cc := f.get("/c/demo/tuf/timestamp.json").Header.Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("timestamp.json Cache-Control = %q", cc)
+	}
+	if cc := f.get("/c/demo/tuf/1.root.json").Header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
+		t.Errorf("1.root.json Cache-Control = %q", cc)
+	}
+	for _, p := range []string{"/c/demo/tuf/state.json", "/c/demo/tuf/..%2fstate.db", "/c/demo/tuf/9.root.json", "/c/nope/tuf/1.root.json"} {
+		if resp := f.get(p); resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+func TestSignedMetadataFollowsVersions(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	f.write("b.txt", "bravo")
+	f.publish()
+	r := f.srv.repos["demo"]
+	if st := r.Status(); st.Artifacts != 2 {
+		t.Fatalf("signed metadata lists %d artifacts after version 2, want 2", st.Artifacts)
+	}
+	if v, _ := f.srv.db.signedVersion(t.Context(), f.srv.ix.catalog("demo").id); v != 2 {
+		t.Fatalf("signed version = %d, want 2", v)
+	}
+}
+
+func TestChecksumAndMetalink(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"dir/a.tar.gz":       "alpha",
+		"real.txt.sha256":    "a real artifact",
+		"real.txt":           "x",
+		"with space/b c.tgz": "bravo",
+	})
+	f.publish()
+	d := catalog.DigestOf([]byte("alpha"))
+	if got := body(t, f.get("/r/demo/dir/a.tar.gz.sha256")); got != d.String()+"  a.tar.gz\n" {
+		t.Errorf(".sha256 = %q", got)
+	}
+	if got := body(t, f.get("/r/demo/real.txt.sha256")); got != "a real artifact" {
+		t.Errorf("a real artifact named .sha256 was shadowed: %q", got)
+	}
+	resp := f.get("/r/demo/with%20space/b%20c.tgz.meta4")
+	if ct := resp.Header.Get("Content-Type"); ct != "application/metalink4+xml" {
+		t.Errorf(".meta4 Content-Type = %q", ct)
+	}
+	var ml metalink
+	if err := xml.Unmarshal([]byte(body(t, resp)), &ml); err != nil {
+		t.Fatal(err)
+	}
+	bd := catalog.DigestOf([]byte("bravo"))
+	if len(ml.Files) != 1 || ml.Files[0].Name != "b c.tgz" || ml.Files[0].Size != 5 || ml.Files[0].Hash.Value != bd.String() || len(ml.Files[0].URLs) == 0 {
+		t.Fatalf("metalink = %+v", ml)
+	}
+	if resp := f.get("/r/demo/missing.tgz.meta4"); resp.StatusCode != 404 {
+		t.Errorf(".meta4 of a missing artifact = %d", resp.StatusCode)
+	}
+}
+
+func TestConsistentSnapshotNames(t *testing.T) {
+	f := newFixture(t, map[string]string{"dir/a.tar.gz": "alpha", "top.txt": "top"})
+	f.publish()
+	d := catalog.DigestOf([]byte("alpha"))
+	name := tufrepo.HashedTargetName("dir/a.tar.gz", d)
+	if got := body(t, f.get("/r/demo/"+name)); got != "alpha" {
+		t.Errorf("GET %s = %q", name, got)
+	}
+	top := tufrepo.HashedTargetName("top.txt", catalog.DigestOf([]byte("top")))
+	if got := body(t, f.get("/r/demo/"+top)); got != "top" {
+		t.Errorf("GET %s = %q", top, got)
+	}
+	wrong := tufrepo.HashedTargetName("dir/a.tar.gz", catalog.DigestOf([]byte("old bytes")))
+	if resp := f.get("/r/demo/" + wrong); resp.StatusCode != 404 {
+		t.Errorf("consistent-snapshot name with another digest = %d, want 404", resp.StatusCode)
+	}
+}
