@@ -30,6 +30,7 @@ func commands() map[string]command {
 		"directory": {"run a directory: publish catalogs and redirect downloads to relays", runDirectory},
 		"relay":     {"run a relay: hold a verified share of catalogs and serve it", runRelay},
 		"dev":       {"run a whole network (directory, relays, sample catalog) on loopback", runDev},
+		"get":       {"download an artifact, verified against its catalog's signed metadata", runGet},
 		"version":   {"print the version", runVersion},
 	}
 }
