@@ -30,6 +30,8 @@ func commands() map[string]command {
 		"directory": {"run a directory: publish catalogs and redirect downloads to relays", runDirectory},
 		"relay":     {"run a relay: hold a verified share of catalogs and serve it", runRelay},
 		"dev":       {"run a whole network (directory, relays, sample catalog) on loopback", runDev},
+		"catalog":   {"create and inspect a catalog's signing keys and signed metadata", runCatalog},
+		"keys":      {"rotate a catalog's root key, replace a leaked online key, sign proposals", runKeys},
 		"get":       {"download an artifact, verified against its catalog's signed metadata", runGet},
 		"version":   {"print the version", runVersion},
 	}
@@ -80,12 +82,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "Usage: odi <command> [flags]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(cmds) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w)
@@ -129,4 +126,13 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+func sortedKeys(m map[string]command) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }

@@ -60,7 +60,7 @@ func (s *Server) repo(src config.CatalogSource, expected int) (*tufrepo.Reposito
 		s.log.Warn("generated every signing key of the catalog in the data folder; production root and targets keys belong offline (see odi catalog init)",
 			"catalog", src.Name, "keys", keysDir)
 	default:
-		if ks, err = loadKeys(keysDir); err != nil {
+		if ks, err = LoadSigningKeys(keysDir); err != nil {
 			return nil, fmt.Errorf("directory: catalog %s: %w", src.Name, err)
 		}
 	}
@@ -87,10 +87,11 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// loadKeys reads a key set folder. Encrypted (offline) keys are used only
-// when their passphrase is in the environment; without it the directory
-// runs with the online keys, as it should in production.
-func loadKeys(dir string) (*tufrepo.KeySet, error) {
+// LoadSigningKeys reads a catalog's key folder as the directory uses it.
+// Encrypted (offline) keys are used only when their passphrase is in the
+// environment; without it the directory runs with the online keys, as it
+// should in production.
+func LoadSigningKeys(dir string) (*tufrepo.KeySet, error) {
 	pass := []byte(os.Getenv(PassphraseEnv))
 	ks, err := tufrepo.LoadKeySet(dir, pass)
 	if err == nil || !errors.Is(err, tufrepo.ErrPassphraseRequired) {

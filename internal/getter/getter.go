@@ -374,4 +374,3 @@ func fetchRange(ctx context.Context, hc *http.Client, src string, f *os.File, h 
 	}
 	return done, nil
 }
-

@@ -230,4 +230,3 @@ func TestParseURLRefusesNonDownloadURLs(t *testing.T) {
 		t.Fatalf("ParseURL = %+v, %v", tg, err)
 	}
 }
-
