@@ -14,9 +14,23 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # Each fuzz target runs briefly; a longer session is `go test -fuzz=X -fuzztime=10m ./pkg`.
-FUZZTIME ?= 5s
+FUZZTIME ?= 4s
+FUZZ_TARGETS = \
+	internal/catalog:FuzzParseRequestPath \
+	internal/tufrepo:FuzzClientTimestamp \
+	internal/tufrepo:FuzzClientTrustedRoot \
+	internal/tufrepo:FuzzClientRootUpdate \
+	internal/tufrepo:FuzzClientSnapshot \
+	internal/tufrepo:FuzzClientBin \
+	internal/tufrepo:FuzzParseHashedTargetName \
+	internal/tufrepo:FuzzParsePrivateKey
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseRequestPath$$' -fuzztime=$(FUZZTIME) ./internal/catalog
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg >/dev/null || \
+			$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg; \
+	done
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/odi ./cmd/odi
