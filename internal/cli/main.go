@@ -28,10 +28,11 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"directory": {"run a directory: publish catalogs and redirect downloads to relays", runDirectory},
-		"relay":     {"run a relay: hold a verified share of catalogs and serve it", runRelay},
+		"relay":     {"run a relay (odi relay drain|undrain: take it out of service and back)", runRelay},
 		"dev":       {"run a whole network (directory, relays, sample catalog) on loopback", runDev},
 		"catalog":   {"create and inspect a catalog's signing keys and signed metadata", runCatalog},
 		"keys":      {"rotate a catalog's root key, replace a leaked online key, sign proposals", runKeys},
+		"expunge":   {"withdraw an artifact at once and see which relays confirmed deleting it", runExpunge},
 		"get":       {"download an artifact, verified against its catalog's signed metadata", runGet},
 		"version":   {"print the version", runVersion},
 	}

@@ -12,6 +12,9 @@ import (
 )
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "drain" || args[0] == "undrain") {
+		return runRelayControl(ctx, args[0], args[1:], stdout, stderr)
+	}
 	cfg := config.DefaultRelay()
 	rest, err := config.Load("odi relay", newFlagSet("odi relay", stderr), &cfg, args)
 	if err != nil {
@@ -45,7 +48,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		admin := newHTTPServer(adminHandler(reg, nil), log)
+		admin := newHTTPServer(adminHandler(reg, srv.AdminRoutes), log)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -37,15 +37,24 @@ type Directory struct {
 	Data string `toml:"data"`
 	// EnrollTokens are the secrets relays present to enroll. With none,
 	// enrollment is closed.
-	EnrollTokens []string        `toml:"enroll_tokens"`
-	Catalogs     []CatalogSource `toml:"catalog"`
+	EnrollTokens []string `toml:"enroll_tokens"`
+	// AdminTokens authorize the admin API (expunge, drain); with none it
+	// is closed.
+	AdminTokens []string        `toml:"admin_tokens"`
+	Catalogs    []CatalogSource `toml:"catalog"`
 	// Heartbeat is how often relays report; a relay silent for three
 	// intervals leaves the rotation.
 	Heartbeat time.Duration `toml:"heartbeat"`
 	// ProbeInterval is how often the directory checks each relay's health
 	// itself; two failed probes in a row take a relay out of rotation.
 	ProbeInterval time.Duration `toml:"probe_interval"`
-	Log           Log           `toml:"log"`
+	// AuditInterval is how often each relay's bytes are checked: a random
+	// range of a random artifact it holds, fetched through its public URL.
+	AuditInterval time.Duration `toml:"audit_interval"`
+	// LagLimit is how long a relay may stay behind a catalog's current
+	// version before it leaves the rotation.
+	LagLimit time.Duration `toml:"lag_limit"`
+	Log      Log           `toml:"log"`
 }
 
 // Log configures logging.
@@ -60,6 +69,8 @@ func DefaultDirectory() Directory {
 		Listen:        ":8080",
 		Heartbeat:     2 * time.Second,
 		ProbeInterval: 2 * time.Second,
+		AuditInterval: 30 * time.Second,
+		LagLimit:      10 * time.Minute,
 		Log:           Log{Level: "info", Format: "text"},
 	}
 }
@@ -72,9 +83,12 @@ func (d *Directory) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&d.Admin, "admin", d.Admin, "`address` for /metrics and status pages (default: none)")
 	fs.StringVar(&d.Data, "data", d.Data, "`folder` for state and blobs")
 	fs.Var(&listFlag{list: &d.EnrollTokens}, "enroll-token", "`token` relays present to enroll (repeatable)")
+	fs.Var(&listFlag{list: &d.AdminTokens}, "admin-token", "`token` that authorizes the admin API: expunge, drain (repeatable)")
 	fs.Var(CatalogFlag(&d.Catalogs), "catalog", "publish files under PATH as catalog NAME (`NAME=PATH`, repeatable)")
 	fs.DurationVar(&d.Heartbeat, "heartbeat", d.Heartbeat, "how often relays report")
 	fs.DurationVar(&d.ProbeInterval, "probe-interval", d.ProbeInterval, "how often relays are probed")
+	fs.DurationVar(&d.AuditInterval, "audit-interval", d.AuditInterval, "how often each relay's bytes are audited")
+	fs.DurationVar(&d.LagLimit, "lag-limit", d.LagLimit, "how long a relay may lag behind a catalog before leaving the rotation")
 	d.Log.flags(fs)
 }
 
@@ -102,6 +116,12 @@ func (d *Directory) Validate() Problems {
 			break
 		}
 	}
+	for _, t := range d.AdminTokens {
+		if len(t) < 16 {
+			p.Addf("admin-token: tokens must be at least 16 characters")
+			break
+		}
+	}
 	seen := map[string]bool{}
 	for _, c := range d.Catalogs {
 		if err := catalog.ValidateName(c.Name); err != nil {
@@ -126,6 +146,8 @@ func (d *Directory) Validate() Problems {
 	}
 	checkPositive(&p, "heartbeat", d.Heartbeat)
 	checkPositive(&p, "probe-interval", d.ProbeInterval)
+	checkPositive(&p, "audit-interval", d.AuditInterval)
+	checkPositive(&p, "lag-limit", d.LagLimit)
 	d.Log.Check(&p)
 	return p
 }

@@ -71,6 +71,29 @@ CREATE TABLE relays (
 );
 `, `
 ALTER TABLE catalogs ADD COLUMN signed INTEGER NOT NULL DEFAULT 0;
+`, `
+ALTER TABLE relays ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE relays ADD COLUMN drain_reason TEXT NOT NULL DEFAULT '';
+CREATE TABLE expunges (
+	id      INTEGER PRIMARY KEY,
+	catalog INTEGER NOT NULL REFERENCES catalogs(id),
+	sha256  BLOB NOT NULL,
+	reason  TEXT NOT NULL,
+	created INTEGER NOT NULL,
+	version INTEGER NOT NULL
+);
+CREATE TABLE expunged_paths (
+	expunge INTEGER NOT NULL REFERENCES expunges(id),
+	path    TEXT NOT NULL,
+	PRIMARY KEY (expunge, path)
+) WITHOUT ROWID;
+CREATE TABLE expunge_acks (
+	expunge INTEGER NOT NULL REFERENCES expunges(id),
+	relay   TEXT NOT NULL,
+	detail  TEXT NOT NULL,
+	at      INTEGER NOT NULL,
+	PRIMARY KEY (expunge, relay)
+) WITHOUT ROWID;
 `}
 
 // stateDB is the directory's SQLite state.
@@ -167,6 +190,12 @@ type touch struct {
 // commit records one new version of catalog id, which must still be at
 // version from, and returns the new version number.
 func (s *stateDB) commit(ctx context.Context, id int64, from uint64, puts []catalog.Artifact, deletes []string, touches []touch, sum catalog.Summary, now time.Time) (uint64, error) {
+	return s.commitWith(ctx, id, from, puts, deletes, touches, sum, now, nil)
+}
+
+// commitWith is commit, running extra inside the same transaction with
+// the new version.
+func (s *stateDB) commitWith(ctx context.Context, id int64, from uint64, puts []catalog.Artifact, deletes []string, touches []touch, sum catalog.Summary, now time.Time, extra func(tx *sql.Tx, v uint64) error) (uint64, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("directory: commit: %w", err)
@@ -239,6 +268,11 @@ func (s *stateDB) commit(ctx context.Context, id int64, from uint64, puts []cata
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO versions (catalog, version, created, added, changed, removed) VALUES (?, ?, ?, ?, ?, ?)`,
 			id, v, now.UnixNano(), sum.Added, sum.Changed, sum.Removed); err != nil {
+			return 0, fmt.Errorf("directory: commit: %w", err)
+		}
+	}
+	if extra != nil {
+		if err := extra(tx, v); err != nil {
 			return 0, fmt.Errorf("directory: commit: %w", err)
 		}
 	}
@@ -359,15 +393,19 @@ type relayRow struct {
 	Software  string
 	Enrolled  time.Time
 	LastSeen  time.Time
+	// Drained by the directory's operator, and why.
+	Drained     bool
+	DrainReason string
 }
 
 func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET public_url = excluded.public_url, quota = excluded.quota, bandwidth = excluded.bandwidth,
-			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen`,
+			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen,
+			drained = excluded.drained, drain_reason = excluded.drain_reason`,
 		r.ID, r.PublicKey, r.PublicURL, r.Quota, r.Bandwidth, strings.Join(r.Catalogs, ","), r.Software,
-		r.Enrolled.UnixNano(), r.LastSeen.UnixNano())
+		r.Enrolled.UnixNano(), r.LastSeen.UnixNano(), r.Drained, r.DrainReason)
 	if err != nil {
 		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
 	}
@@ -375,7 +413,7 @@ func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
 }
 
 func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen FROM relays ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason FROM relays ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list relays: %w", err)
 	}
@@ -385,7 +423,7 @@ func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
 		var r relayRow
 		var cats string
 		var enrolled, seen int64
-		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen); err != nil {
+		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen, &r.Drained, &r.DrainReason); err != nil {
 			return nil, fmt.Errorf("directory: list relays: %w", err)
 		}
 		if cats != "" {
@@ -412,4 +450,135 @@ func sortChanges(c []catalog.Change) {
 		}
 		return strings.Compare(a.Path, b.Path)
 	})
+}
+
+// pathsWithDigest lists the paths of catalog id whose bytes are d.
+func (s *stateDB) pathsWithDigest(ctx context.Context, id int64, d catalog.Digest) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT path FROM artifacts WHERE catalog = ? AND sha256 = ? ORDER BY path`, id, d[:])
+	if err != nil {
+		return nil, fmt.Errorf("directory: paths of %s: %w", d, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// expungeRow is an expunge as stored.
+type expungeRow struct {
+	ID      int64
+	Catalog string
+	Paths   []string
+	Digest  catalog.Digest
+	Reason  string
+	Created time.Time
+	Version uint64
+	Acks    map[string]ackRow // relay id → confirmation (At zero: pending)
+}
+
+type ackRow struct {
+	Detail string
+	At     time.Time
+}
+
+// expunge withdraws paths (all with digest d) from catalog id in a new
+// version, recording the expunge and a pending confirmation per relay in
+// the same transaction.
+func (s *stateDB) expunge(ctx context.Context, id int64, from uint64, paths []string, d catalog.Digest, reason string, relays []string, now time.Time) (int64, uint64, error) {
+	var eid int64
+	v, err := s.commitWith(ctx, id, from, nil, paths, nil, catalog.Summary{Removed: len(paths)}, now, func(tx *sql.Tx, v uint64) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO expunges (catalog, sha256, reason, created, version) VALUES (?, ?, ?, ?, ?)`, id, d[:], reason, now.UnixNano(), v)
+		if err != nil {
+			return err
+		}
+		if eid, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		for _, p := range paths {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO expunged_paths (expunge, path) VALUES (?, ?)`, eid, p); err != nil {
+				return err
+			}
+		}
+		for _, r := range relays {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO expunge_acks (expunge, relay, detail, at) VALUES (?, ?, '', 0)`, eid, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return eid, v, err
+}
+
+func (s *stateDB) ackExpunge(ctx context.Context, eid int64, relay, detail string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE expunge_acks SET detail = ?, at = ? WHERE expunge = ? AND relay = ?`, detail, at.UnixNano(), eid, relay)
+	if err != nil {
+		return fmt.Errorf("directory: record expunge confirmation: %w", err)
+	}
+	return nil
+}
+
+// expunges returns every expunge, oldest first.
+func (s *stateDB) expunges(ctx context.Context) ([]*expungeRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT e.id, c.name, e.sha256, e.reason, e.created, e.version FROM expunges e JOIN catalogs c ON c.id = e.catalog ORDER BY e.id`)
+	if err != nil {
+		return nil, fmt.Errorf("directory: list expunges: %w", err)
+	}
+	var out []*expungeRow
+	byID := map[int64]*expungeRow{}
+	for rows.Next() {
+		e := &expungeRow{Acks: map[string]ackRow{}}
+		var sum []byte
+		var created int64
+		if err := rows.Scan(&e.ID, &e.Catalog, &sum, &e.Reason, &created, &e.Version); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		copy(e.Digest[:], sum)
+		e.Created = time.Unix(0, created)
+		out = append(out, e)
+		byID[e.ID] = e
+	}
+	rows.Close()
+	prow, err := s.db.QueryContext(ctx, `SELECT expunge, path FROM expunged_paths ORDER BY expunge, path`)
+	if err != nil {
+		return nil, err
+	}
+	for prow.Next() {
+		var id int64
+		var p string
+		if err := prow.Scan(&id, &p); err != nil {
+			prow.Close()
+			return nil, err
+		}
+		if e := byID[id]; e != nil {
+			e.Paths = append(e.Paths, p)
+		}
+	}
+	prow.Close()
+	arow, err := s.db.QueryContext(ctx, `SELECT expunge, relay, detail, at FROM expunge_acks`)
+	if err != nil {
+		return nil, err
+	}
+	defer arow.Close()
+	for arow.Next() {
+		var id, at int64
+		var relay, detail string
+		if err := arow.Scan(&id, &relay, &detail, &at); err != nil {
+			return nil, err
+		}
+		if e := byID[id]; e != nil {
+			a := ackRow{Detail: detail}
+			if at != 0 {
+				a.At = time.Unix(0, at)
+			}
+			e.Acks[relay] = a
+		}
+	}
+	return out, arow.Err()
 }

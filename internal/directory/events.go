@@ -79,3 +79,16 @@ func (s *Server) notify(ev httpapi.Event) {
 		}
 	}
 }
+
+// notifyRelay sends ev to one relay if its stream is open.
+func (s *Server) notifyRelay(rs *relayState, ev httpapi.Event) {
+	s.ix.mu.RLock()
+	defer s.ix.mu.RUnlock()
+	if rs.events == nil {
+		return
+	}
+	select {
+	case rs.events <- ev:
+	default:
+	}
+}

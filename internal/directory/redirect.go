@@ -59,6 +59,13 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Errorf(http.StatusNotFound, "no catalog %q on this directory", name)
 	}
 	if !ok {
+		s.mu.Lock()
+		wd, withdrawn := s.withdrawnLocked(name, p)
+		s.mu.Unlock()
+		if withdrawn {
+			s.metrics.notFound.Inc()
+			return httpapi.Errorf(http.StatusGone, "artifact %q was withdrawn from catalog %q: %s", p, name, wd.reason)
+		}
 		if c.version == 0 {
 			w.Header().Set("Retry-After", "5")
 			return httpapi.Errorf(http.StatusServiceUnavailable, "catalog %q is not published yet", name)

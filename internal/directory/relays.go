@@ -44,6 +44,14 @@ type relayState struct {
 	// events is the open event stream to the relay, nil when it has none.
 	events chan httpapi.Event
 
+	selfTested  bool // passed the self-test since the directory started
+	selfTestAt  time.Time
+	selfTestErr string
+	selfTesting bool
+	// relayDrain: drained by the relay's operator, as it reports. (A drain
+	// by the directory's operator is in row, persisted.)
+	relayDrain bool
+
 	inRotation bool
 	reason     string
 }
@@ -59,12 +67,8 @@ func weightOf(bandwidth int64) float64 {
 // a million blobs is about 67 MB of JSON; relays send it in parts.
 const maxAPIBody = 32 << 20
 
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-}
-
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(w, r, 64<<10)
+	body, err := httpapi.ReadBody(w, r, 64<<10)
 	if err != nil {
 		return err
 	}
@@ -96,6 +100,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	rs, known := s.ix.byID[id]
 	if known {
 		row.Enrolled = rs.row.Enrolled
+		if rs.row.PublicURL != row.PublicURL {
+			rs.selfTested, rs.selfTestErr = false, ""
+		}
+		row.Drained, row.DrainReason = rs.row.Drained, rs.row.DrainReason
 		rs.row, rs.weight = row, weightOf(row.Bandwidth)
 	} else {
 		rs = &relayState{row: row, pub: pub, weight: weightOf(row.Bandwidth)}
@@ -159,7 +167,7 @@ func (s *Server) authRelay(w http.ResponseWriter, r *http.Request) (*relayState,
 	if rs == nil {
 		return nil, nil, httpapi.Errorf(http.StatusNotFound, "unknown relay %q; enroll first", id)
 	}
-	body, err := readBody(w, r, maxAPIBody)
+	body, err := httpapi.ReadBody(w, r, maxAPIBody)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -195,7 +203,19 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if persist {
 		rs.persistedSeen = now
 	}
+	test := !rs.selfTested && !rs.selfTesting && now.Sub(rs.selfTestAt) >= selfTestRetry
+	if test {
+		rs.selfTesting = true
+	}
 	s.ix.mu.Unlock()
+	if test {
+		go func() {
+			s.runSelfTest(s.runCtx, rs)
+			s.ix.mu.Lock()
+			rs.selfTesting = false
+			s.ix.mu.Unlock()
+		}()
+	}
 	if persist {
 		if err := s.db.touchRelay(r.Context(), rs.row.ID, now); err != nil {
 			s.log.Warn("cannot record relay heartbeat", "relay", rs.row.ID, "err", err)
@@ -209,6 +229,9 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 // asked for (all when it named none) at its current version.
 func (s *Server) assignmentsLocked(rs *relayState) []httpapi.Assignment {
 	var out []httpapi.Assignment
+	if !rs.selfTested {
+		return out
+	}
 	for name, c := range s.ix.catalogs {
 		if len(rs.row.Catalogs) > 0 && !slices.Contains(rs.row.Catalogs, name) {
 			continue
@@ -233,6 +256,7 @@ func (s *Server) setStateLocked(rs *relayState, st httpapi.RelayState, full bool
 	}
 	rs.seq = st.Seq
 	rs.reported = st.State
+	rs.relayDrain = st.Draining
 	for _, c := range s.ix.catalogs {
 		c.relayVersion[rs.slot] = min(st.Versions[c.name], c.version)
 	}
@@ -294,6 +318,14 @@ func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
 		in, reason = false, "no heartbeat received since the directory started"
 	case now.Sub(rs.lastHeartbeat) > 3*s.cfg.Heartbeat:
 		in, reason = false, fmt.Sprintf("no heartbeat for %s", now.Sub(rs.lastHeartbeat).Round(time.Second))
+	case rs.row.Drained:
+		in, reason = false, "drained by the directory's operator: "+rs.row.DrainReason
+	case rs.relayDrain:
+		in, reason = false, "drained by the relay's operator"
+	case !rs.selfTested && rs.selfTestErr != "":
+		in, reason = false, "self-test failed: "+rs.selfTestErr
+	case !rs.selfTested:
+		in, reason = false, "self-test not passed yet"
 	case rs.events == nil:
 		in, reason = false, "no event stream open from the relay (connection lost or not yet made)"
 	case rs.probeFails >= probeFailLimit:

@@ -39,7 +39,7 @@ const hashWorkers = 4
 // modification time differ from the record are read: they are copied into
 // the blob store while being hashed. A file that changes while it is read
 // is left for the next scan.
-func (s *Server) scanFolder(ctx context.Context, root string, have map[string]known) (scanResult, error) {
+func (s *Server) scanFolder(ctx context.Context, name, root string, have map[string]known) (scanResult, error) {
 	var res scanResult
 	type job struct {
 		rel string
@@ -57,8 +57,18 @@ func (s *Server) scanFolder(ctx context.Context, root string, have map[string]kn
 			defer wg.Done()
 			for j := range jobs {
 				d, n, err := s.importFile(ctx, j.abs, j.fi)
+				var wd withdrawal
+				withdrawn := false
+				if err == nil {
+					s.mu.Lock()
+					wd, withdrawn = s.withdrawnLocked(name, j.rel)
+					s.mu.Unlock()
+					withdrawn = withdrawn && wd.digest == d
+				}
 				mu.Lock()
 				switch {
+				case withdrawn:
+					res.skipped = append(res.skipped, fmt.Sprintf("%s: withdrawn by expunge %d (%s); remove it from the catalog folder", j.rel, wd.id, wd.reason))
 				case err != nil:
 					res.skipped = append(res.skipped, fmt.Sprintf("%s: %v", j.rel, err))
 					if j.had {
@@ -187,7 +197,7 @@ func (s *Server) publish(ctx context.Context, src config.CatalogSource) (catalog
 	}); err != nil {
 		return catalog.Summary{}, 0, err
 	}
-	res, err := s.scanFolder(ctx, root, have)
+	res, err := s.scanFolder(ctx, name, root, have)
 	if err != nil {
 		return res.sum, row.Version, err
 	}

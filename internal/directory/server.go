@@ -53,25 +53,37 @@ type Deps struct {
 
 // Server is a directory.
 type Server struct {
-	cfg      config.Directory
-	log      *slog.Logger
-	now      func() time.Time
-	hc       *http.Client
-	store    store.Store
-	db       *stateDB
-	ix       *index
-	key      ed25519.PrivateKey
-	session  string // changes at every start, so relays re-report inventories
-	verifier *auth.Verifier
-	metrics  *metrics
-	guard    *blobGuard
+	cfg config.Directory
+	log *slog.Logger
+	now func() time.Time
+	hc  *http.Client
+	// noRedirect is hc without following redirects, for self-tests and
+	// audits, which look at relays' answers themselves.
+	noRedirect *http.Client
+	store      store.Store
+	db         *stateDB
+	ix         *index
+	key        ed25519.PrivateKey
+	session    string // changes at every start, so relays re-report inventories
+	verifier   *auth.Verifier
+	metrics    *metrics
+	guard      *blobGuard
 
 	reload chan struct{}
+	// runCtx is for work handlers start that must stop with the server;
+	// Run cancels it (stopRun) when it returns.
+	runCtx  context.Context
+	stopRun context.CancelFunc
 
-	mu      sync.Mutex
-	sources []config.CatalogSource         // guarded by mu
-	scans   map[string]scanStatus          // guarded by mu
-	repos   map[string]*tufrepo.Repository // guarded by mu
+	// publishMu serializes what makes catalog versions: scans, expunges.
+	publishMu   sync.Mutex
+	expungeKick chan struct{}
+
+	mu        sync.Mutex
+	withdrawn map[string]map[string]withdrawal // catalog → expunged path; guarded by mu
+	sources   []config.CatalogSource           // guarded by mu
+	scans     map[string]scanStatus            // guarded by mu
+	repos     map[string]*tufrepo.Repository   // guarded by mu
 }
 
 // scanStatus is the outcome of the last scan of a catalog's folder.
@@ -115,23 +127,29 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 	var sess [8]byte
 	rand.Read(sess[:])
 	s := &Server{
-		cfg:      cfg,
-		log:      deps.Logger.With("component", "directory"),
-		now:      deps.Now,
-		hc:       deps.HTTPClient,
-		store:    deps.Store,
-		db:       db,
-		ix:       newIndex(),
-		key:      key,
-		session:  hex.EncodeToString(sess[:]),
-		verifier: auth.NewVerifier(deps.Now, 1<<20),
-		metrics:  newMetrics(deps.Registerer),
-		guard:    newBlobGuard(),
-		reload:   make(chan struct{}, 1),
-		sources:  cfg.Catalogs,
-		scans:    make(map[string]scanStatus),
-		repos:    make(map[string]*tufrepo.Repository),
+		cfg: cfg,
+		log: deps.Logger.With("component", "directory"),
+		now: deps.Now,
+		hc:  deps.HTTPClient,
+		noRedirect: &http.Client{Transport: deps.HTTPClient.Transport, Jar: deps.HTTPClient.Jar,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		runCtx:      context.Background(),
+		store:       deps.Store,
+		db:          db,
+		ix:          newIndex(),
+		key:         key,
+		session:     hex.EncodeToString(sess[:]),
+		verifier:    auth.NewVerifier(deps.Now, 1<<20),
+		metrics:     newMetrics(deps.Registerer),
+		guard:       newBlobGuard(),
+		reload:      make(chan struct{}, 1),
+		sources:     cfg.Catalogs,
+		scans:       make(map[string]scanStatus),
+		repos:       make(map[string]*tufrepo.Repository),
+		withdrawn:   make(map[string]map[string]withdrawal),
+		expungeKick: make(chan struct{}, 1),
 	}
+	s.runCtx, s.stopRun = context.WithCancel(context.Background())
 	if err := s.load(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -166,6 +184,9 @@ func (s *Server) load(ctx context.Context) error {
 		s.ix.apply(row.Name, row.Version, row.Updated, batch, nil)
 		s.metrics.catalogVersion.WithLabelValues(row.Name).Set(float64(row.Version))
 	}
+	if err := s.loadWithdrawn(ctx); err != nil {
+		return err
+	}
 	relays, err := s.db.relays(ctx)
 	if err != nil {
 		return err
@@ -184,7 +205,10 @@ func (s *Server) load(ctx context.Context) error {
 
 // Close releases the database. Call it after Run has returned and the
 // handler has stopped serving.
-func (s *Server) Close() error { return s.db.Close() }
+func (s *Server) Close() error {
+	s.stopRun()
+	return s.db.Close()
+}
 
 // Reload replaces the catalog sources and rescans them, as on SIGHUP.
 func (s *Server) Reload(sources []config.CatalogSource) {
@@ -205,11 +229,16 @@ func (s *Server) Rescan() {
 // Run publishes the configured catalogs and keeps checking relays until
 // ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.stopRun()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.publishLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.expungeLoop(ctx)
 	}()
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()
@@ -228,6 +257,7 @@ func (s *Server) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				s.probeAll(ctx)
+				s.selfTestDue(ctx)
 			}()
 		case <-sweep.C:
 			s.sweep()
@@ -255,7 +285,9 @@ func (s *Server) publishAll(ctx context.Context) {
 	sources := s.sources
 	s.mu.Unlock()
 	for _, src := range sources {
+		s.publishMu.Lock()
 		_, v, err := s.publish(ctx, src)
+		s.publishMu.Unlock()
 		st := scanStatus{At: s.now(), Version: v}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -36,6 +36,8 @@ type Client struct {
 	relay string
 	key   ed25519.PrivateKey
 	now   func() time.Time
+	// adminToken authorizes admin API calls.
+	adminToken string
 }
 
 // NewClient returns a client for the directory at base (http://host:port).
@@ -145,6 +147,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	}
 	if c.key != nil {
 		id := c.relay
 		if id == "" {
@@ -202,4 +207,36 @@ func (c *Client) Events(ctx context.Context) (io.ReadCloser, error) {
 		return nil, readError(resp, u)
 	}
 	return resp.Body, nil
+}
+
+// WithAdminToken returns a copy of c that sends token to the admin API.
+func (c *Client) WithAdminToken(token string) *Client {
+	d := *c
+	d.adminToken = token
+	return &d
+}
+
+// Expunge withdraws an artifact (admin API).
+func (c *Client) Expunge(ctx context.Context, req ExpungeRequest) (Expunge, error) {
+	var e Expunge
+	err := c.do(ctx, "POST", PathExpunge, req, &e)
+	return e, err
+}
+
+// Expunges lists expunges and their confirmations (admin API).
+func (c *Client) Expunges(ctx context.Context) ([]Expunge, error) {
+	var list []Expunge
+	err := c.do(ctx, "GET", PathExpunges, nil, &list)
+	return list, err
+}
+
+// DrainRelay drains (or undrains) relay id from the directory (admin API).
+func (c *Client) DrainRelay(ctx context.Context, id string, drain bool, reason string) (RelayInfo, error) {
+	action := "drain"
+	if !drain {
+		action = "undrain"
+	}
+	var info RelayInfo
+	err := c.do(ctx, "POST", AdminRelayPath(id, action), DrainRequest{Reason: reason}, &info)
+	return info, err
 }

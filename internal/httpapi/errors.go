@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/opendistribution/odi/internal/auth"
 	"github.com/opendistribution/odi/internal/catalog"
@@ -136,4 +138,12 @@ func shortJSONError(err error) string {
 		return fmt.Sprintf("field %q must be %s", te.Field, te.Type)
 	}
 	return "invalid"
+}
+
+// ReadBody reads a request body of at most limit bytes, giving the client
+// a minute to send it (the servers set no ReadTimeout, so that long
+// downloads are not cut; a slow body is cut here instead).
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Minute))
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }

@@ -74,6 +74,8 @@ type RelayState struct {
 	State string `json:"state"` // syncing or ready
 	// Versions maps each catalog to the version the relay serves.
 	Versions map[string]uint64 `json:"versions"`
+	// Draining says the relay's operator asked for no new clients.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // HeartbeatRequest is a relay's periodic report.
@@ -187,3 +189,105 @@ const (
 	EventCatalog = "catalog" // a catalog has a new version
 	EventPing    = "ping"    // keeps the connection open through middleboxes
 )
+
+// Relay endpoints the directory calls.
+const (
+	RelayCommands  = "/.odi/commands"  // POST, signed by the directory
+	RelayChallenge = "/.odi/challenge" // GET ?nonce=, the enrollment self-test
+)
+
+// Command types.
+const (
+	CommandExpunge = "expunge" // delete the blobs in Digests and the paths using them in Catalog
+	CommandDrain   = "drain"   // the directory stopped sending clients; Reason says why
+	CommandUndrain = "undrain"
+	CommandSync    = "sync" // heartbeat and sync now
+)
+
+// Command is a signed call from a directory to one of its relays. The
+// relay verifies the directory's signature (the key it learned at
+// enrollment) over method, path, body digest, its own id, the time and a
+// nonce, exactly as the directory verifies relays (internal/auth).
+type Command struct {
+	Type    string           `json:"type"`
+	ID      string           `json:"id,omitempty"`
+	Catalog string           `json:"catalog,omitempty"`
+	Digests []catalog.Digest `json:"digests,omitempty"`
+	Reason  string           `json:"reason,omitempty"`
+}
+
+// CommandResult is a relay's answer to a Command.
+type CommandResult struct {
+	// Detail says what the relay did ("deleted 1 blob", "not held").
+	Detail string `json:"detail"`
+}
+
+// ChallengeAnswer proves that the server at a relay's public URL holds the
+// relay's key: Signature is ed25519 over ChallengeMessage(nonce, url).
+type ChallengeAnswer struct {
+	RelayID   string `json:"relay_id"`
+	Signature []byte `json:"signature"`
+}
+
+// ChallengeMessage is what a relay signs to answer a self-test challenge.
+func ChallengeMessage(nonce, publicURL string) []byte {
+	return []byte("odi-challenge-v1\n" + nonce + "\n" + publicURL)
+}
+
+// RelayStatus is a relay's view of itself, on its admin listener.
+type RelayStatus struct {
+	RelayID            string            `json:"relay_id"`
+	PublicURL          string            `json:"public_url"`
+	Directory          string            `json:"directory"`
+	State              string            `json:"state"`
+	Drained            bool              `json:"drained"`
+	DrainedByDirectory bool              `json:"drained_by_directory"`
+	Versions           map[string]uint64 `json:"versions"`
+	Blobs              int               `json:"blobs"`
+	DiskUsed           int64             `json:"disk_used"`
+	Quota              int64             `json:"quota"`
+	BytesServed        int64             `json:"bytes_served"`
+	Problems           []string          `json:"problems,omitempty"`
+}
+
+// Admin API paths (bearer token).
+const (
+	PathAdmin    = "/api/v1/admin/"
+	PathExpunge  = "/api/v1/admin/expunge"
+	PathExpunges = "/api/v1/admin/expunges"
+)
+
+// AdminRelayPath returns the admin path acting on relay id (drain, undrain).
+func AdminRelayPath(id, action string) string { return PathAdmin + "relays/" + id + "/" + action }
+
+// ExpungeRequest withdraws an artifact.
+type ExpungeRequest struct {
+	Catalog string `json:"catalog"`
+	Path    string `json:"path"`
+	Reason  string `json:"reason"`
+}
+
+// Expunge is a withdrawn artifact and which relays confirmed deleting it.
+type Expunge struct {
+	ID      int64          `json:"id"`
+	Catalog string         `json:"catalog"`
+	Paths   []string       `json:"paths"` // every path of the catalog with the withdrawn bytes
+	SHA256  catalog.Digest `json:"sha256"`
+	Reason  string         `json:"reason"`
+	Created time.Time      `json:"created"`
+	Version uint64         `json:"version"` // the catalog version without it
+	Relays  []ExpungeAck   `json:"relays"`
+}
+
+// ExpungeAck is one relay's confirmation of an expunge.
+type ExpungeAck struct {
+	RelayID   string    `json:"relay_id"`
+	Confirmed bool      `json:"confirmed"`
+	Detail    string    `json:"detail,omitempty"`
+	At        time.Time `json:"at,omitzero"`
+}
+
+// DrainRequest drains a relay from the directory's side.
+type DrainRequest struct {
+	Reason string `json:"reason"`
+}

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,11 @@ type Server struct {
 	problems map[string]string              // kind → message; guarded by mu
 	dirKey   ed25519.PublicKey              // guarded by mu
 	tuf      map[string]*tufrepo.Client     // verifying client per catalog; guarded by mu
+	// drained is the relay operator's drain (persisted); dirDrained the
+	// directory's, as its last command said. Both guarded by mu.
+	drained, dirDrained bool
+
+	verifier *auth.Verifier // checks the directory's commands
 
 	// rep carries inventory changes to the reporter.
 	rep reporter
@@ -152,6 +158,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		syncNow:  make(chan struct{}, 1),
 		beatNow:  make(chan struct{}, 1),
 		rep:      reporter{kicked: make(chan struct{}, 1)},
+		verifier: auth.NewVerifier(deps.Now, 1<<16),
 	}
 	s.cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	if err := s.load(ctx); err != nil {
@@ -211,8 +218,76 @@ func (s *Server) load(ctx context.Context) error {
 			}
 		}
 	}
-	s.log.Info("state loaded", "catalogs", len(s.cats), "blobs", len(s.blobs), "bytes", s.used)
+	if e, ok, err := s.db.enrollment(ctx, s.cfg.Directory); err != nil {
+		return err
+	} else if ok {
+		s.dirKey = e.DirectoryKey
+	}
+	drained, err := s.db.setting(ctx, "drained")
+	if err != nil {
+		return err
+	}
+	s.drained = drained == "true"
+	s.log.Info("state loaded", "catalogs", len(s.cats), "blobs", len(s.blobs), "bytes", s.used, "drained", s.drained)
 	return nil
+}
+
+// SetDrained drains the relay (no new clients from the directory;
+// transfers in flight and direct requests are still served) or puts it back
+// in service. It survives restarts.
+func (s *Server) SetDrained(ctx context.Context, drained bool) error {
+	v := "false"
+	if drained {
+		v = "true"
+	}
+	if err := s.db.setSetting(ctx, "drained", v); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.drained = drained
+	s.mu.Unlock()
+	if drained {
+		s.log.Warn("relay drained by its operator: the directory will send no new clients")
+	} else {
+		s.log.Info("relay back in service")
+	}
+	s.beat()
+	return nil
+}
+
+// AdminRoutes adds the operator's endpoints to mux, for the admin listener:
+// POST /drain, POST /undrain and GET /status.json.
+func (s *Server) AdminRoutes(mux *http.ServeMux) {
+	h := func(fn httpapi.HandlerFunc) http.Handler { return httpapi.Handle(s.log, fn) }
+	for path, drained := range map[string]bool{"/drain": true, "/undrain": false} {
+		mux.Handle("POST "+path, h(func(w http.ResponseWriter, r *http.Request) error {
+			if err := s.SetDrained(r.Context(), drained); err != nil {
+				return err
+			}
+			httpapi.WriteJSON(w, http.StatusOK, s.Status())
+			return nil
+		}))
+	}
+	mux.Handle("GET /status.json", h(func(w http.ResponseWriter, r *http.Request) error {
+		httpapi.WriteJSON(w, http.StatusOK, s.Status())
+		return nil
+	}))
+}
+
+// Status is the relay's own view of itself, for its operator.
+func (s *Server) Status() httpapi.RelayStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := httpapi.RelayStatus{
+		RelayID: s.id, PublicURL: s.cfg.PublicURL, Directory: s.cfg.Directory, State: s.state,
+		Drained: s.drained, DrainedByDirectory: s.dirDrained, Versions: s.relayStateLocked().Versions,
+		Blobs: len(s.blobs), DiskUsed: s.used, Quota: int64(s.cfg.Quota), BytesServed: s.bytesServed.Load(),
+	}
+	for _, p := range s.problems {
+		st.Problems = append(st.Problems, p)
+	}
+	sort.Strings(st.Problems)
+	return st
 }
 
 // Close releases the state database.
@@ -225,6 +300,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+httpapi.RelayHealth, h(s.handleHealth))
 	mux.Handle("GET "+httpapi.RelayBlobs+"{digest}", h(s.handleBlob))
+	mux.Handle("POST "+httpapi.RelayCommands, h(s.handleCommand))
+	mux.Handle("GET "+httpapi.RelayChallenge, h(s.handleChallenge))
 	internal := h(func(w http.ResponseWriter, r *http.Request) error {
 		mux.ServeHTTP(w, r)
 		return nil

@@ -44,6 +44,11 @@ CREATE TABLE blobs (
 ) WITHOUT ROWID;
 `, `
 ALTER TABLE catalogs ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+`, `
+CREATE TABLE settings (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
 `}
 
 type stateDB struct{ db *sql.DB }
@@ -214,6 +219,46 @@ func (s *stateDB) putBlobs(ctx context.Context, ds []catalog.Digest, sts []store
 func (s *stateDB) setExpires(ctx context.Context, name string, exp time.Time) error {
 	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET expires = ? WHERE name = ?`, exp.UnixNano(), name); err != nil {
 		return fmt.Errorf("relay: record signature expiry: %w", err)
+	}
+	return nil
+}
+
+func (s *stateDB) setting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("relay: read setting %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func (s *stateDB) setSetting(ctx context.Context, key, value string) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+		return fmt.Errorf("relay: save setting %s: %w", key, err)
+	}
+	return nil
+}
+
+// deletePaths removes paths of a catalog from the index.
+func (s *stateDB) deletePaths(ctx context.Context, name string, paths []string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("relay: delete paths: %w", err)
+	}
+	defer tx.Rollback()
+	for _, p := range paths {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE catalog = ? AND path = ?`, name, p); err != nil {
+			return fmt.Errorf("relay: delete path %s: %w", p, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("relay: delete paths: %w", err)
 	}
 	return nil
 }

@@ -192,7 +192,7 @@ func (s *Server) relayStateLocked() httpapi.RelayState {
 	for name, c := range s.cats {
 		vs[name] = c.version
 	}
-	return httpapi.RelayState{Seq: s.nextSeq(), State: s.state, Versions: vs}
+	return httpapi.RelayState{Seq: s.nextSeq(), State: s.state, Versions: vs, Draining: s.drained}
 }
 
 // nextSeq returns a number larger than any returned before, in this run or
