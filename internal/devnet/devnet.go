@@ -45,7 +45,9 @@ type Options struct {
 
 // Network is a running network.
 type Network struct {
-	Token     string
+	Token string
+	// AdminToken authorizes the directory's admin API.
+	AdminToken string
 	Catalogs  []config.CatalogSource
 	Directory *Directory
 	Relays    []*Relay
@@ -79,6 +81,7 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	var tok [12]byte
 	rand.Read(tok[:])
 	n := &Network{Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger}
+	n.AdminToken = n.Token + "-admin-token"
 	if len(n.Catalogs) == 0 {
 		dir := filepath.Join(opts.Root, "sample")
 		if _, err := WriteSample(dir, opts.SampleSize); err != nil {
@@ -90,6 +93,7 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	dcfg.Listen = opts.DirectoryAddr
 	dcfg.Data = filepath.Join(opts.Root, "directory")
 	dcfg.EnrollTokens = []string{n.Token}
+	dcfg.AdminTokens = []string{n.AdminToken}
 	dcfg.Catalogs = n.Catalogs
 	dcfg.Heartbeat = opts.Heartbeat
 	dcfg.ProbeInterval = opts.ProbeInterval

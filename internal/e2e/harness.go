@@ -52,6 +52,10 @@ type Network interface {
 	CatalogDir() string
 	// Rescan makes the directory rescan its catalogs (SIGHUP for a process).
 	Rescan()
+	// AdminToken authorizes the directory's admin API.
+	AdminToken() string
+	// DrainRelay drains or undrains relay i from the relay's side.
+	DrainRelay(i int, drain bool)
 }
 
 // writeCatalog writes the demo catalog and returns its folder and files.
@@ -128,6 +132,13 @@ func (n *inproc) RelayData(i int) string { return n.net.Relays[i].DataDir() }
 func (n *inproc) KillRelay(i int)        { n.net.Relays[i].Stop() }
 func (n *inproc) CatalogDir() string     { return n.dir }
 func (n *inproc) Rescan()                { n.net.Directory.Server.Rescan() }
+func (n *inproc) AdminToken() string     { return n.net.AdminToken }
+
+func (n *inproc) DrainRelay(i int, drain bool) {
+	if err := n.net.Relays[i].Server.SetDrained(context.Background(), drain); err != nil {
+		n.t.Fatal(err)
+	}
+}
 
 func (n *inproc) StartRelay(i int) {
 	if err := n.net.Relays[i].Start(n.ctx); err != nil {

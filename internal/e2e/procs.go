@@ -137,8 +137,10 @@ type procs struct {
 	t      *testing.T
 	dir    *proc
 	relays []*proc
+	admins []string // each relay's admin listener address
 	data   []string
 	cat    string
+	admin  string // the directory's admin token
 }
 
 // StartProcs runs a network as separate odi processes built from bin.
@@ -149,7 +151,7 @@ func StartProcs(t *testing.T, bin string, opts Options) (Network, map[string][]b
 	var tok [12]byte
 	rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
-	n := &procs{t: t, cat: catDir}
+	n := &procs{t: t, cat: catDir, admin: token + "-admin-token"}
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
 		for _, r := range n.relays {
@@ -162,7 +164,7 @@ func StartProcs(t *testing.T, bin string, opts Options) (Network, map[string][]b
 	})
 	n.dir = &proc{t: t, bin: bin, logs: logs, args: []string{
 		"directory", "--listen", "127.0.0.1:0", "--data", filepath.Join(root, "directory"),
-		"--catalog", "demo=" + catDir, "--enroll-token", token,
+		"--catalog", "demo=" + catDir, "--enroll-token", token, "--admin-token", n.admin,
 		"--heartbeat", "1s", "--probe-interval", "1s",
 	}}
 	n.dir.start()
@@ -174,12 +176,14 @@ func StartProcs(t *testing.T, bin string, opts Options) (Network, map[string][]b
 	}
 	for i := 0; i < opts.Relays; i++ {
 		data := filepath.Join(root, fmt.Sprintf("relay%d", i+1))
+		admin := freeAddr(t)
 		r := &proc{t: t, bin: bin, logs: logs, args: []string{
 			"relay", "--listen", "127.0.0.1:0", "--data", data, "--directory", n.dir.url,
-			"--enroll-token", token, "--quota", quota.String(),
+			"--enroll-token", token, "--quota", quota.String(), "--admin", admin,
 		}}
 		r.start()
 		r.args[2] = r.addr
+		n.admins = append(n.admins, admin)
 		n.relays = append(n.relays, r)
 		n.data = append(n.data, data)
 	}
@@ -193,6 +197,27 @@ func (n *procs) RelayData(i int) string { return n.data[i] }
 func (n *procs) KillRelay(i int)        { n.relays[i].kill() }
 func (n *procs) StartRelay(i int)       { n.relays[i].start() }
 func (n *procs) CatalogDir() string     { return n.cat }
+func (n *procs) AdminToken() string     { return n.admin }
+
+func (n *procs) DrainRelay(i int, drain bool) {
+	action := "undrain"
+	if drain {
+		action = "drain"
+	}
+	if code, out := RunCommand(n.dir.bin, "relay", action, "--admin", n.admins[i]); code != 0 {
+		n.t.Fatalf("odi relay %s: %d %s", action, code, out)
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
 
 func (n *procs) RestartDirectory() {
 	n.dir.kill()
