@@ -40,7 +40,9 @@ type Options struct {
 	// Heartbeat and ProbeInterval tune how fast the directory notices a
 	// relay come and go.
 	Heartbeat, ProbeInterval time.Duration
-	Logger                   *slog.Logger
+	// AuditInterval is how often the directory audits relays (30s default).
+	AuditInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Network is a running network.
@@ -48,11 +50,11 @@ type Network struct {
 	Token string
 	// AdminToken authorizes the directory's admin API.
 	AdminToken string
-	Catalogs  []config.CatalogSource
-	Directory *Directory
-	Relays    []*Relay
-	root      string
-	log       *slog.Logger
+	Catalogs   []config.CatalogSource
+	Directory  *Directory
+	Relays     []*Relay
+	root       string
+	log        *slog.Logger
 }
 
 // Start brings up a network. Stop it with Close.
@@ -97,6 +99,9 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	dcfg.Catalogs = n.Catalogs
 	dcfg.Heartbeat = opts.Heartbeat
 	dcfg.ProbeInterval = opts.ProbeInterval
+	if opts.AuditInterval > 0 {
+		dcfg.AuditInterval = opts.AuditInterval
+	}
 	if p := dcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet directory")
 	}

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,4 +44,35 @@ func TestIndexHoldingsSurviveManyReports(t *testing.T) {
 			t.Fatalf("%s: %d candidates, want 2", a.Path, len(got))
 		}
 	}
+}
+
+func TestLaggingRelayLeavesRotation(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	f.write("b.txt", "bravo")
+	f.publish() // version 2
+	s := f.srv
+	rs := &relayState{row: relayRow{ID: "rlag"}, selfTested: true}
+	s.ix.mu.Lock()
+	s.ix.addRelayLocked(rs)
+	c := s.ix.catalogs["demo"]
+	c.relayVersion[rs.slot] = 1
+	now := c.updated.Add(s.cfg.LagLimit / 2)
+	if lag := s.lagLocked(rs, now); lag != "" {
+		t.Errorf("relay one version behind for half the limit called lagging: %s", lag)
+	}
+	now = c.updated.Add(s.cfg.LagLimit + time.Second)
+	if lag := s.lagLocked(rs, now); !strings.Contains(lag, "lagging: catalog demo is at version 2") {
+		t.Errorf("lag past the limit = %q", lag)
+	}
+	// A relay that just passed its self-test is syncing, not lagging.
+	rs.selfTestAt = now
+	if lag := s.lagLocked(rs, now.Add(time.Minute)); lag != "" {
+		t.Errorf("relay in its first sync called lagging: %s", lag)
+	}
+	c.relayVersion[rs.slot] = 2
+	if lag := s.lagLocked(rs, now.Add(time.Hour)); lag != "" {
+		t.Errorf("caught-up relay called lagging: %s", lag)
+	}
+	s.ix.mu.Unlock()
 }

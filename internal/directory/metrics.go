@@ -11,6 +11,7 @@ type metrics struct {
 	bytesServed      prometheus.Counter
 	catalogVersion   *prometheus.GaugeVec
 	relaysInRotation prometheus.Gauge
+	auditFailures    prometheus.Counter
 	notFound         prometheus.Counter
 	badRequest       prometheus.Counter
 }
@@ -41,9 +42,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "odi_directory_relays_in_rotation",
 			Help: "Relays clients are being sent to.",
 		}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "odi_directory_audit_failures_total",
+			Help: "Audits of relays that found wrong bytes, a wrong answer or a slow one.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(requests, m.refused, m.bytesServed, m.catalogVersion, m.relaysInRotation)
+		reg.MustRegister(requests, m.refused, m.bytesServed, m.catalogVersion, m.relaysInRotation, m.auditFailures)
 	}
 	return m
 }

@@ -52,6 +52,14 @@ type relayState struct {
 	// by the directory's operator is in row, persisted.)
 	relayDrain bool
 
+	// Audits (audit.go): the last failure, until when it keeps the relay
+	// out at least, and passes since.
+	audits      int
+	auditing    bool
+	auditErr    string
+	auditUntil  time.Time
+	auditPasses int
+
 	inRotation bool
 	reason     string
 }
@@ -207,6 +215,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if test {
 		rs.selfTesting = true
 	}
+	s.firstAuditLocked(rs)
 	s.ix.mu.Unlock()
 	if test {
 		go func() {
@@ -298,6 +307,7 @@ func (s *Server) handleInventory(w http.ResponseWriter, r *http.Request) error {
 	s.ix.mu.Lock()
 	s.setStateLocked(rs, rep.RelayState, rep.Full)
 	s.updateRotationLocked(rs, s.now())
+	s.firstAuditLocked(rs)
 	held := rs.held
 	s.ix.mu.Unlock()
 	httpapi.WriteJSON(w, http.StatusOK, httpapi.InventoryResponse{Held: held})
@@ -328,10 +338,18 @@ func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
 		in, reason = false, "self-test not passed yet"
 	case rs.events == nil:
 		in, reason = false, "no event stream open from the relay (connection lost or not yet made)"
+	case rs.auditErr != "":
+		in, reason = false, fmt.Sprintf("%s (back after %d clean audits)", rs.auditErr, auditPassesToReturn)
+	case rs.audits == 0 && rs.held > 0:
+		in, reason = false, "awaiting its first audit"
 	case rs.probeFails >= probeFailLimit:
 		in, reason = false, "health probe failed: "+rs.probeErr
 	case rs.session != s.session:
 		in, reason = false, "waiting for the relay's inventory"
+	default:
+		if lag := s.lagLocked(rs, now); lag != "" {
+			in, reason = false, lag
+		}
 	}
 	if in != rs.inRotation {
 		if in {
@@ -437,4 +455,28 @@ func shortNetError(err error) error {
 		return fmt.Errorf("%s: %v", ue.URL, ue.Err)
 	}
 	return err
+}
+
+// lagLocked says how relay rs lags behind a catalog it carries, if it has
+// lagged longer than the configured limit. Lag is counted from the later
+// of the catalog's last version and the relay's self-test, so a relay doing
+// its first sync is not called lagging.
+func (s *Server) lagLocked(rs *relayState, now time.Time) string {
+	for name, c := range s.ix.catalogs {
+		if len(rs.row.Catalogs) > 0 && !slices.Contains(rs.row.Catalogs, name) {
+			continue
+		}
+		v := c.relayVersion[rs.slot]
+		if v >= c.version {
+			continue
+		}
+		since := c.updated
+		if rs.selfTestAt.After(since) {
+			since = rs.selfTestAt
+		}
+		if now.Sub(since) > s.cfg.LagLimit {
+			return fmt.Sprintf("lagging: catalog %s is at version %d since %s, the relay at %d", name, c.version, since.UTC().Format(time.RFC3339), v)
+		}
+	}
+	return ""
 }

@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -246,6 +247,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer sweep.Stop()
 	renew := time.NewTicker(time.Minute)
 	defer renew.Stop()
+	audit := time.NewTicker(s.cfg.AuditInterval)
+	defer audit.Stop()
+	var probing, auditing atomic.Bool
 	renewals := 0
 	for {
 		select {
@@ -253,14 +257,30 @@ func (s *Server) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-probe.C:
+			// A round still running when the next is due (relays slow to
+			// answer) is not doubled.
+			if !probing.CompareAndSwap(false, true) {
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer probing.Store(false)
 				s.probeAll(ctx)
 				s.selfTestDue(ctx)
 			}()
 		case <-sweep.C:
 			s.sweep()
+		case <-audit.C:
+			if !auditing.CompareAndSwap(false, true) {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer auditing.Store(false)
+				s.auditAll(ctx)
+			}()
 		case <-renew.C:
 			renewals++
 			s.renewSignatures(renewals%60 == 0)

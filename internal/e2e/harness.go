@@ -33,6 +33,8 @@ type Options struct {
 	SampleSize int
 	// Quota per relay; 1 GiB when zero.
 	Quota config.Size
+	// AuditInterval of the directory (in-process networks only).
+	AuditInterval time.Duration
 }
 
 // Network is a running test network.
@@ -108,11 +110,12 @@ func Start(t *testing.T, opts Options) (Network, map[string][]byte) {
 	dir, files := writeCatalog(t, root, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := devnet.Start(ctx, devnet.Options{
-		Relays:   opts.Relays,
-		Root:     root,
-		Catalogs: []config.CatalogSource{{Name: "demo", Path: dir}},
-		Quota:    opts.Quota,
-		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Relays:        opts.Relays,
+		Root:          root,
+		Catalogs:      []config.CatalogSource{{Name: "demo", Path: dir}},
+		Quota:         opts.Quota,
+		AuditInterval: opts.AuditInterval,
+		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		cancel()
