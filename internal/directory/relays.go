@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -248,7 +249,7 @@ func (s *Server) assignmentsLocked(rs *relayState) []httpapi.Assignment {
 		if c.version == 0 {
 			continue
 		}
-		out = append(out, httpapi.Assignment{Catalog: name, Version: c.version})
+		out = append(out, httpapi.Assignment{Catalog: name, Version: c.version, Peers: s.peersLocked(rs, c)})
 	}
 	slices.SortFunc(out, func(a, b httpapi.Assignment) int { return strings.Compare(a.Catalog, b.Catalog) })
 	return out
@@ -479,4 +480,24 @@ func (s *Server) lagLocked(rs *relayState, now time.Time) string {
 		}
 	}
 	return ""
+}
+
+// maxPeers bounds the peers named in one assignment.
+const maxPeers = 8
+
+// peersLocked lists up to maxPeers relays in rotation, other than rs, that
+// have applied catalog c, chosen at random so fetches spread.
+func (s *Server) peersLocked(rs *relayState, c *catIndex) []httpapi.Peer {
+	var out []httpapi.Peer
+	for _, i := range rand.Perm(len(s.ix.relays)) {
+		p := s.ix.relays[i]
+		if p == nil || p == rs || !p.inRotation || c.relayVersion[p.slot] == 0 {
+			continue
+		}
+		out = append(out, httpapi.Peer{ID: p.row.ID, URL: p.row.PublicURL})
+		if len(out) == maxPeers {
+			break
+		}
+	}
+	return out
 }

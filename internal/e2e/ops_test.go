@@ -174,3 +174,30 @@ func TestExpungeWithdrawsEverywhere(t *testing.T) {
 		}
 	})
 }
+
+// A relay joining a network where another relay already holds the catalog
+// fetches from that peer, verifying the bytes the same way.
+func TestNewRelayFetchesFromPeers(t *testing.T) {
+	n, files := Start(t, Options{Relays: 1, SampleSize: 40})
+	waitReady(t, n, 1)
+	in := n.(*inproc)
+	if _, err := in.net.AddRelay(context.Background(), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, n, 1)
+	first := in.net.Relays[0].Server.Status()
+	if first.BytesServed == 0 {
+		t.Fatal("the second relay fetched nothing from the first")
+	}
+	var total int64
+	for _, b := range files {
+		total += int64(len(b))
+	}
+	t.Logf("the first relay served %d of the catalog's %d bytes to the newcomer", first.BytesServed, total)
+	for p, want := range files {
+		got, _, err := Download(n, p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+}

@@ -54,6 +54,16 @@ type EnrollResponse struct {
 type Assignment struct {
 	Catalog string `json:"catalog"`
 	Version uint64 `json:"version"`
+	// Peers are other relays in rotation carrying the catalog, which the
+	// relay may fetch blobs from (GET <url>/.odi/blobs/<sha256>) before
+	// falling back to the directory. Their bytes are verified the same way.
+	Peers []Peer `json:"peers,omitempty"`
+}
+
+// Peer is another relay.
+type Peer struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
 }
 
 // Relay states, as the directory sees them.

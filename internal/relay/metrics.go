@@ -14,6 +14,8 @@ type metrics struct {
 	fetchedBytes prometheus.Counter
 	corrupt      prometheus.Counter
 	scrubbed     prometheus.Counter
+	// fetchedFromPeers counts blobs fetched from other relays.
+	fetchedFromPeers prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,14 +29,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			bounced: req.WithLabelValues("bounced"),
 			bad:     req.WithLabelValues("bad_request"),
 		},
-		bytesServed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_bytes_served_total", Help: "Artifact bytes sent to clients and peers."}),
-		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_fetched_total", Help: "Blobs downloaded and verified."}),
-		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_bytes_fetched_total", Help: "Bytes of blobs downloaded and verified."}),
-		corrupt:      prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_corrupt_blobs_total", Help: "Downloads refused and held blobs dropped because their bytes did not match the digest."}),
-		scrubbed:     prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_scrubbed_total", Help: "Held blobs re-verified by the background scrub."}),
+		bytesServed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_bytes_served_total", Help: "Artifact bytes sent to clients and peers."}),
+		fetched:          prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_fetched_total", Help: "Blobs downloaded and verified."}),
+		fetchedBytes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_bytes_fetched_total", Help: "Bytes of blobs downloaded and verified."}),
+		corrupt:          prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_corrupt_blobs_total", Help: "Downloads refused and held blobs dropped because their bytes did not match the digest."}),
+		scrubbed:         prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_scrubbed_total", Help: "Held blobs re-verified by the background scrub."}),
+		fetchedFromPeers: prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_fetched_from_peers_total", Help: "Blobs fetched from other relays instead of the directory."}),
 	}
 	if reg != nil {
-		reg.MustRegister(req, m.bytesServed, m.fetched, m.fetchedBytes, m.corrupt, m.scrubbed)
+		reg.MustRegister(req, m.bytesServed, m.fetched, m.fetchedBytes, m.corrupt, m.scrubbed, m.fetchedFromPeers)
 	}
 	return m
 }

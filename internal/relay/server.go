@@ -70,6 +70,7 @@ type Server struct {
 	problems map[string]string              // kind → message; guarded by mu
 	dirKey   ed25519.PublicKey              // guarded by mu
 	tuf      map[string]*tufrepo.Client     // verifying client per catalog; guarded by mu
+	peers    map[string][]httpapi.Peer      // per catalog, from the last assignment; guarded by mu
 	// drained is the relay operator's drain (persisted); dirDrained the
 	// directory's, as its last command said. Both guarded by mu.
 	drained, dirDrained bool
@@ -151,6 +152,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		metrics:  newMetrics(deps.Registerer),
 		cats:     make(map[string]*catState),
 		tuf:      make(map[string]*tufrepo.Client),
+		peers:    make(map[string][]httpapi.Peer),
 		blobs:    make(map[catalog.Digest]*blobRecord),
 		refs:     make(map[catalog.Digest]int),
 		state:    httpapi.StateSyncing,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sort"
 	"sync"
 	"time"
@@ -210,6 +209,11 @@ func (s *Server) nextSeq() int64 {
 // syncAll brings every assigned catalog to its version, then fetches the
 // blobs the relay lacks.
 func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
+	s.mu.Lock()
+	for _, a := range want {
+		s.peers[a.Catalog] = a.Peers
+	}
+	s.mu.Unlock()
 	if s.behind(want) {
 		s.mu.Lock()
 		if s.state != httpapi.StateSyncing {
@@ -389,18 +393,19 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 // not hold, as far as the quota allows, verifying each.
 func (s *Server) fetchMissing(ctx context.Context) error {
 	type want struct {
-		d    catalog.Digest
-		size int64
+		d       catalog.Digest
+		size    int64
+		catalog string
 	}
 	var list []want
 	var budget int64
 	s.mu.RLock()
 	seen := map[catalog.Digest]bool{}
-	for _, c := range s.cats {
+	for name, c := range s.cats {
 		for _, e := range c.entries {
 			if _, held := s.blobs[e.digest]; !held && !seen[e.digest] {
 				seen[e.digest] = true
-				list = append(list, want{e.digest, e.size})
+				list = append(list, want{e.digest, e.size, name})
 			}
 		}
 	}
@@ -432,12 +437,21 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 	var mu sync.Mutex
 	var errs []error
 	batch := newBlobBatch(s)
+	// A full disk stops the round: the relay keeps serving what it holds
+	// and says why it holds no more.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	s.setProblem("disk", "")
 	for i := 0; i < s.cfg.SyncConcurrency; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for w := range jobs {
-				err := s.fetch(ctx, w.d, w.size, batch)
+				err := s.fetch(ctx, w.d, w.size, w.catalog, batch)
+				if errors.Is(err, store.ErrNoSpace) {
+					s.setProblem("disk", "the disk is full: "+err.Error())
+					stop()
+				}
 				if err != nil {
 					mu.Lock()
 					if len(errs) < 10 {
@@ -462,29 +476,6 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 	batch.flush(ctx)
 	s.rep.kick()
 	return errors.Join(errs...)
-}
-
-// fetch downloads and verifies one blob from the directory.
-func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, batch *blobBatch) error {
-	body, _, err := s.dir.Blob(ctx, d)
-	if err != nil {
-		return fmt.Errorf("relay: fetch %s: %w", d, err)
-	}
-	defer body.Close()
-	if err := s.store.Put(ctx, d, size, body); err != nil {
-		if errors.Is(err, store.ErrCorrupt) {
-			s.metrics.corrupt.Inc()
-		}
-		return fmt.Errorf("relay: fetch %s: %w", d, err)
-	}
-	fi, err := os.Stat(s.store.Path(d))
-	if err != nil {
-		return fmt.Errorf("relay: fetch %s: %w", d, err)
-	}
-	s.metrics.fetched.Inc()
-	s.metrics.fetchedBytes.Add(float64(size))
-	batch.add(ctx, d, store.StampOf(fi))
-	return nil
 }
 
 // blobBatch records fetched blobs in the database and the held set a few

@@ -95,7 +95,7 @@ func (s *Disk) Put(ctx context.Context, d catalog.Digest, size int64, r io.Reade
 	}
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("store: put %s: %w", d, err)
+		return fmt.Errorf("store: put %s: %w", d, ClassifyWriteError(err))
 	}
 	return s.commit(f, d)
 }
@@ -120,7 +120,7 @@ func (s *Disk) Import(ctx context.Context, r io.Reader, maxSize int64) (catalog.
 	return d, n, s.commit(f, d)
 }
 
-func (s *Disk) copy(f *os.File, r io.Reader) (catalog.Digest, int64, error) {
+func (s *Disk) copy(f io.Writer, r io.Reader) (catalog.Digest, int64, error) {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	return hashCopy(f, r, *bp)
@@ -205,4 +205,28 @@ func (s *Disk) Walk(fn func(d catalog.Digest, size int64) error) error {
 		}
 		return fn(d, fi.Size())
 	})
+}
+
+// Adopt makes the file at path blob d if it holds exactly size bytes that
+// hash to d: it is checked, then renamed into the store (so path must be on
+// the store's file system). A file that does not match is left where it is
+// and a *MismatchError returned.
+func (s *Disk) Adopt(ctx context.Context, d catalog.Digest, size int64, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("store: adopt %s: %w", d, err)
+	}
+	got, n, err := s.copy(io.Discard, ctxReader{ctx, f})
+	f.Close()
+	if err == nil && (n != size || got != d) {
+		err = &MismatchError{Want: d, Got: got, WantSize: size, GotSize: n}
+	}
+	if err != nil {
+		return fmt.Errorf("store: adopt %s: %w", d, err)
+	}
+	f, err = os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("store: adopt %s: %w", d, err)
+	}
+	return s.commit(f, d)
 }

@@ -107,3 +107,16 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// ErrNoSpace is matched by writes that failed because the file system is
+// full.
+var ErrNoSpace = errors.New("no space left on the blob store's disk")
+
+// ClassifyWriteError wraps a write error that means the disk is full so
+// that errors.Is(err, ErrNoSpace) holds.
+func ClassifyWriteError(err error) error {
+	if err != nil && isNoSpace(err) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}

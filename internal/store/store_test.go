@@ -106,3 +106,31 @@ func TestDiskPutReplacesDamagedFile(t *testing.T) {
 		t.Fatalf("damaged file at the blob's path survived Import: %v", err)
 	}
 }
+
+func TestDiskAdopt(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.OpenDisk(filepath.Join(dir, "blobs"), store.DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := []byte("a large download, assembled in parts")
+	d := catalog.DigestOf(good)
+	part := filepath.Join(dir, "part")
+	os.WriteFile(part, good[:10], 0o644)
+	if err := s.Adopt(context.Background(), d, int64(len(good)), part); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("Adopt(incomplete) = %v, want ErrCorrupt", err)
+	}
+	if _, err := s.Stat(d); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("incomplete file adopted")
+	}
+	os.WriteFile(part, good, 0o644)
+	if err := s.Adopt(context.Background(), d, int64(len(good)), part); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Verify(s, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(part); !os.IsNotExist(err) {
+		t.Error("adopted file still at its old path")
+	}
+}

@@ -1,0 +1,119 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
+)
+
+var big = bytes.Repeat([]byte("resumable blob "), (partialThreshold/15)+1000)
+
+// source serves blob b at any path, cutting the first cut responses after
+// half the bytes, and records the Range headers it saw.
+type source struct {
+	b      []byte
+	cuts   atomic.Int32
+	ranges []string
+	bad    bool
+}
+
+func (src *source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	src.ranges = append(src.ranges, r.Header.Get("Range"))
+	b := src.b
+	if src.bad {
+		b = bytes.Clone(b)
+		b[len(b)/3] ^= 1
+	}
+	if src.cuts.Add(-1) >= 0 {
+		w.Header().Set("Content-Length", "999999999")
+		w.Write(b[:len(b)/2])
+		panic(http.ErrAbortHandler)
+	}
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+}
+
+func TestLargeDownloadResumesAfterInterruption(t *testing.T) {
+	s := newTestRelay(t, nil)
+	d := catalog.DigestOf(big)
+	src := &source{b: big}
+	src.cuts.Store(1)
+	srv := httptest.NewServer(src)
+	defer srv.Close()
+	err := s.fetchFrom(context.Background(), srv.URL+"/x", d, int64(len(big)))
+	if err == nil || !strings.Contains(err.Error(), "kept for resuming") {
+		t.Fatalf("first attempt = %v, want an interruption", err)
+	}
+	if fi, err := os.Stat(s.partialPath(d)); err != nil || fi.Size() == 0 {
+		t.Fatalf("no partial file kept: %v", err)
+	}
+	if err := s.fetchFrom(context.Background(), srv.URL+"/x", d, int64(len(big))); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Verify(s.store, d); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.ranges) != 2 || !strings.HasPrefix(src.ranges[1], "bytes=") {
+		t.Fatalf("second attempt did not ask for the rest: %q", src.ranges)
+	}
+	if _, err := os.Stat(s.partialPath(d)); !os.IsNotExist(err) {
+		t.Error("partial file left after success")
+	}
+}
+
+func TestTamperedPeerFallsBackToDirectory(t *testing.T) {
+	s := newTestRelay(t, nil)
+	small := []byte("a small artifact")
+	d := catalog.DigestOf(small)
+	bad := httptest.NewServer(&source{b: small, bad: true})
+	defer bad.Close()
+	good := httptest.NewServer(&source{b: small})
+	defer good.Close()
+	s.cfg.Directory = good.URL
+	s.mu.Lock()
+	s.peers["demo"] = []httpapi.Peer{{ID: "rpeer", URL: bad.URL}}
+	s.mu.Unlock()
+	batch := newBlobBatch(s)
+	if err := s.fetch(context.Background(), d, int64(len(small)), "demo", batch); err != nil {
+		t.Fatal(err)
+	}
+	batch.flush(context.Background())
+	if err := store.Verify(s.store, d); err != nil {
+		t.Fatalf("held blob after a tampered peer: %v", err)
+	}
+}
+
+func TestTamperedLargeDownloadIsDiscarded(t *testing.T) {
+	s := newTestRelay(t, nil)
+	d := catalog.DigestOf(big)
+	srv := httptest.NewServer(&source{b: big, bad: true})
+	defer srv.Close()
+	err := s.fetchFrom(context.Background(), srv.URL+"/x", d, int64(len(big)))
+	if !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("fetch of tampered bytes = %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(s.partialPath(d)); !os.IsNotExist(err) {
+		t.Error("tampered partial kept for resuming")
+	}
+	if _, err := s.store.Stat(d); !errors.Is(err, store.ErrNotFound) {
+		t.Error("tampered blob stored")
+	}
+}
+
+func TestNoSpaceIsRecognized(t *testing.T) {
+	err := store.ClassifyWriteError(&os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC})
+	if !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("ENOSPC not recognized: %v", err)
+	}
+}
