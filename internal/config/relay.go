@@ -31,7 +31,15 @@ type Relay struct {
 	// ScrubInterval is how long a full re-verification of held blobs may
 	// take at most; the relay paces its background scrub to it.
 	ScrubInterval time.Duration `toml:"scrub_interval"`
-	Log           Log           `toml:"log"`
+	// PullThrough makes the relay fetch (and verify) an artifact of a
+	// catalog it carries but does not hold when a client asks for it,
+	// instead of sending the client back to the directory. Pulled files are
+	// a cache: the first evicted when space is needed.
+	PullThrough bool `toml:"pull_through"`
+	// PullThroughMax is the largest artifact pulled through; larger ones
+	// are left to the directory.
+	PullThroughMax Size `toml:"pull_through_max"`
+	Log            Log  `toml:"log"`
 }
 
 // DefaultRelay returns a Relay with every default filled in.
@@ -41,6 +49,7 @@ func DefaultRelay() Relay {
 		Quota:           10 << 30,
 		SyncConcurrency: 8,
 		ScrubInterval:   7 * 24 * time.Hour,
+		PullThroughMax:  1 << 30,
 		Log:             Log{Level: "info", Format: "text"},
 	}
 }
@@ -59,6 +68,8 @@ func (r *Relay) Flags(fs *flag.FlagSet) {
 	fs.Var(&listFlag{list: &r.Catalogs}, "catalogs", "catalogs to carry (`NAME,...`; default all)")
 	fs.IntVar(&r.SyncConcurrency, "sync-concurrency", r.SyncConcurrency, "parallel downloads while syncing")
 	fs.DurationVar(&r.ScrubInterval, "scrub-interval", r.ScrubInterval, "re-verify every held blob within this `duration`")
+	fs.BoolVar(&r.PullThrough, "pull-through", r.PullThrough, "fetch artifacts clients ask for that the relay does not hold, instead of sending them back")
+	fs.Var(&r.PullThroughMax, "pull-through-max", "largest artifact pulled through (`SIZE`)")
 	r.Log.flags(fs)
 }
 
@@ -100,6 +111,9 @@ func (r *Relay) Validate() Problems {
 		p.Addf("sync-concurrency: %d is not between 1 and 256", r.SyncConcurrency)
 	}
 	checkPositive(&p, "scrub-interval", r.ScrubInterval)
+	if r.PullThroughMax < 0 {
+		p.Addf("pull-through-max: must not be negative")
+	}
 	r.Log.Check(&p)
 	return p
 }

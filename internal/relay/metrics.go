@@ -16,6 +16,8 @@ type metrics struct {
 	scrubbed     prometheus.Counter
 	// fetchedFromPeers counts blobs fetched from other relays.
 	fetchedFromPeers prometheus.Counter
+	pulled           prometheus.Counter
+	evicted          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,9 +37,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		corrupt:          prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_corrupt_blobs_total", Help: "Downloads refused and held blobs dropped because their bytes did not match the digest."}),
 		scrubbed:         prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_scrubbed_total", Help: "Held blobs re-verified by the background scrub."}),
 		fetchedFromPeers: prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_fetched_from_peers_total", Help: "Blobs fetched from other relays instead of the directory."}),
+		pulled:           prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_pulled_through_total", Help: "Artifacts fetched for a client's request (pull-through)."}),
+		evicted:          prometheus.NewCounter(prometheus.CounterOpts{Name: "odi_relay_blobs_evicted_total", Help: "Unpinned blobs evicted to make room."}),
 	}
 	if reg != nil {
-		reg.MustRegister(req, m.bytesServed, m.fetched, m.fetchedBytes, m.corrupt, m.scrubbed, m.fetchedFromPeers)
+		reg.MustRegister(req, m.bytesServed, m.fetched, m.fetchedBytes, m.corrupt, m.scrubbed, m.fetchedFromPeers, m.pulled, m.evicted)
 	}
 	return m
 }

@@ -32,26 +32,41 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.requests.bad.Inc()
 		return err
 	}
-	s.mu.RLock()
-	var e entryRef
-	ok := false
-	if c := s.cats[name]; c != nil && c.signed(s.now()) {
-		e, ok = c.entries[p]
-	}
-	s.mu.RUnlock()
-	if !ok {
-		return s.bounce(w, r, name, p)
-	}
 	want := ""
 	if r.URL.RawQuery != "" {
 		want = r.URL.Query().Get("sha256")
-		if want != "" && want != e.digest.String() {
-			// The directory expects other bytes under this path than the
-			// relay has: one of them is between versions. Let it choose.
-			return s.bounce(w, r, name, p)
+	}
+	s.mu.RLock()
+	var d catalog.Digest
+	ok, signed := false, false
+	if c := s.cats[name]; c != nil && c.signed(s.now()) {
+		signed = true
+		var e entryRef
+		if e, ok = c.entries[p]; ok {
+			d = e.digest
+		} else {
+			d, ok = s.cached[name][p]
 		}
 	}
-	f, err := s.openVerified(e.digest)
+	s.mu.RUnlock()
+	if ok && want != "" && want != d.String() {
+		// The directory expects other bytes under this path than the
+		// relay has: one of them is between versions. Let it choose.
+		return s.bounce(w, r, name, p)
+	}
+	var f store.File
+	err = errNotHeld
+	if ok {
+		f, err = s.openVerified(d)
+	}
+	if errors.Is(err, errNotHeld) && signed && s.cfg.PullThrough && r.Method == http.MethodGet {
+		if d, err = s.pullThrough(r.Context(), name, p, want); err == nil {
+			f, err = s.openVerified(d)
+		} else if !errors.Is(err, errNotHeld) {
+			s.log.Info("pull-through declined", "catalog", name, "path", p, "err", err)
+			err = errNotHeld
+		}
+	}
 	if errors.Is(err, errNotHeld) {
 		return s.bounce(w, r, name, p)
 	}
@@ -60,7 +75,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer f.Close()
 	h := w.Header()
-	httpapi.SetArtifactHeaders(h, p, e.digest)
+	httpapi.SetArtifactHeaders(h, p, d)
 	if want != "" {
 		// The URL names the bytes: they can never change.
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")

@@ -71,6 +71,10 @@ type Server struct {
 	dirKey   ed25519.PublicKey              // guarded by mu
 	tuf      map[string]*tufrepo.Client     // verifying client per catalog; guarded by mu
 	peers    map[string][]httpapi.Peer      // per catalog, from the last assignment; guarded by mu
+	// cached maps pulled-through paths to their blobs (unpinned), per
+	// catalog; guarded by mu.
+	cached map[string]map[string]catalog.Digest
+	pulls  pulls
 	// drained is the relay operator's drain (persisted); dirDrained the
 	// directory's, as its last command said. Both guarded by mu.
 	drained, dirDrained bool
@@ -103,9 +107,10 @@ type entryRef struct {
 // blobRecord is a held blob. stamp and lastAccess are guarded by the
 // Server's mu.
 type blobRecord struct {
-	size       int64
-	stamp      store.Stamp
-	lastAccess atomic.Int64 // Unix nanoseconds
+	size        int64
+	stamp       store.Stamp
+	lastAccess  atomic.Int64 // Unix nanoseconds
+	savedAccess atomic.Int64 // lastAccess as last written to the database
 }
 
 // New opens the relay's state under cfg.Data. cfg.PublicURL must be set
@@ -153,6 +158,8 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		cats:     make(map[string]*catState),
 		tuf:      make(map[string]*tufrepo.Client),
 		peers:    make(map[string][]httpapi.Peer),
+		cached:   make(map[string]map[string]catalog.Digest),
+		pulls:    pulls{inflight: make(map[catalog.Digest]chan struct{})},
 		blobs:    make(map[catalog.Digest]*blobRecord),
 		refs:     make(map[catalog.Digest]int),
 		state:    httpapi.StateSyncing,
@@ -192,6 +199,7 @@ func (s *Server) load(ctx context.Context) error {
 		func(d catalog.Digest, size int64, st store.Stamp, access time.Time) {
 			b := &blobRecord{size: size, stamp: st}
 			b.lastAccess.Store(access.UnixNano())
+			b.savedAccess.Store(access.UnixNano())
 			s.blobs[d] = b
 			s.used += size
 		})
@@ -322,10 +330,26 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		s.reportLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(accessFlushEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				s.flushAccess(context.WithoutCancel(ctx))
+				return
+			case <-t.C:
+				if err := s.flushAccess(ctx); err != nil {
+					s.log.Warn("cannot record access times", "err", err)
+				}
+			}
+		}
 	}()
 	go func() {
 		defer wg.Done()

@@ -262,3 +262,26 @@ func (s *stateDB) deletePaths(ctx context.Context, name string, paths []string) 
 	}
 	return nil
 }
+
+// setAccess records last-access times (Unix nanoseconds) of blobs.
+func (s *stateDB) setAccess(ctx context.Context, ds []catalog.Digest, at []int64) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("relay: record access times: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `UPDATE blobs SET last_access = ? WHERE sha256 = ?`)
+	if err != nil {
+		return fmt.Errorf("relay: record access times: %w", err)
+	}
+	defer st.Close()
+	for i, d := range ds {
+		if _, err := st.ExecContext(ctx, at[i], d[:]); err != nil {
+			return fmt.Errorf("relay: record access times: %w", err)
+		}
+	}
+	return tx.Commit()
+}

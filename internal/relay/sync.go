@@ -344,6 +344,8 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 		s.cats[name] = c
 	}
 	for _, ch := range changes {
+		// A path pulled through earlier now has a newer state: forget it.
+		delete(s.cached[name], ch.Path)
 		if old, ok := c.entries[ch.Path]; ok {
 			s.refs[old.digest]--
 			if s.refs[old.digest] == 0 {
@@ -409,12 +411,22 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 			}
 		}
 	}
-	budget = int64(s.cfg.Quota) - s.used
 	s.mu.RUnlock()
 	if len(list) == 0 {
 		s.setProblem("quota", "")
 		return nil
 	}
+	// The share comes first: evict pulled-through copies to make room.
+	var need int64
+	for _, w := range list {
+		need += w.size
+	}
+	if err := s.makeRoom(ctx, need, true); err != nil {
+		s.log.Warn("cannot evict cached blobs", "err", err)
+	}
+	s.mu.RLock()
+	budget = int64(s.cfg.Quota) - s.used
+	s.mu.RUnlock()
 	// Smallest first: within a quota, more artifacts served beats fewer.
 	sort.Slice(list, func(i, j int) bool { return list[i].size < list[j].size })
 	skipped := 0
