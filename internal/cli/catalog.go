@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -43,6 +44,7 @@ func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return subcommands("catalog", map[string]command{
 		"init":   {"create a catalog's signing keys (offline ones encrypted) and its signed metadata", runCatalogInit},
 		"status": {"show a catalog's signed metadata: versions, expiries, bins, keys at hand", runCatalogStatus},
+		"rescan": {"publish a catalog's folder again, or only the paths given (O(changes))", runCatalogRescan},
 	})(ctx, args, stdout, stderr)
 }
 
@@ -201,4 +203,55 @@ func passphrase(file string, stderr io.Writer, confirm bool) ([]byte, error) {
 		}
 	}
 	return p, nil
+}
+
+func runCatalogRescan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("odi catalog rescan", stderr)
+	dir := fs.String("directory", "", "the directory's `URL`")
+	token := fs.String("token", "", "admin `token` (default $"+adminTokenEnv+")")
+	fromFile := fs.String("paths-from", "", "read the changed paths from this `file`, one per line (- for standard input)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: odi catalog rescan --directory URL NAME [PATH...]")
+		fmt.Fprintln(stderr, "\nPublishes the catalog's folder again. With paths (added, changed or deleted")
+		fmt.Fprintln(stderr, "files, relative to the folder), only those are looked at.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return &usageError{"odi catalog rescan: a catalog NAME is required"}
+	}
+	c, err := adminClient(*dir, *token)
+	if err != nil {
+		return err
+	}
+	paths := fs.Args()[1:]
+	if *fromFile != "" {
+		var r io.Reader = os.Stdin
+		if *fromFile != "-" {
+			f, err := os.Open(*fromFile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if p := strings.TrimSpace(sc.Text()); p != "" {
+				paths = append(paths, p)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return err
+		}
+	}
+	res, err := c.Rescan(ctx, fs.Arg(0), paths)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "catalog %s: version %d (%d added, %d changed, %d removed)\n", res.Catalog, res.Version, res.Added, res.Changed, res.Removed)
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
 )
 
@@ -86,4 +88,58 @@ func (s *Server) relayInfo(id string) httpapi.RelayInfo {
 		}
 	}
 	return httpapi.RelayInfo{}
+}
+
+// maxRescanPaths bounds one rescan request's list.
+const maxRescanPaths = 1_000_000
+
+// handleRescan publishes a catalog's folder again, all of it or the paths
+// given, and answers with the version made. It is how a publishing script
+// that knows what it changed makes the new version in time proportional to
+// the change.
+func (s *Server) handleRescan(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("catalog")
+	body, err := httpapi.ReadBody(w, r, 256<<20)
+	if err != nil {
+		return err
+	}
+	var req httpapi.RescanRequest
+	if len(body) > 0 {
+		if err := httpapi.DecodeJSON(body, &req); err != nil {
+			return err
+		}
+	}
+	if len(req.Paths) > maxRescanPaths {
+		return httpapi.Errorf(http.StatusRequestEntityTooLarge, "at most %d paths per rescan", maxRescanPaths)
+	}
+	for _, p := range req.Paths {
+		if err := catalog.ValidatePath(p); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	src, ok := config.CatalogSource{}, false
+	for _, c := range s.sources {
+		if c.Name == name {
+			src, ok = c, true
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return httpapi.Errorf(http.StatusNotFound, "no catalog %q published from a folder on this directory", name)
+	}
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	var sum catalog.Summary
+	var v uint64
+	if len(req.Paths) == 0 {
+		sum, v, err = s.publish(r.Context(), src)
+	} else {
+		sum, v, err = s.publishPaths(r.Context(), src, req.Paths)
+	}
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, httpapi.RescanResult{Catalog: name, Version: v, Added: sum.Added, Changed: sum.Changed, Removed: sum.Removed})
+	return nil
 }

@@ -28,6 +28,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /c/{catalog}/tuf/{file}", h(s.handleMetadata))
 	mux.Handle("POST "+httpapi.PathExpunge, h(s.adminOnly(s.handleExpunge)))
 	mux.Handle("GET "+httpapi.PathExpunges, h(s.adminOnly(s.handleExpunges)))
+	mux.Handle("POST /api/v1/admin/catalogs/{catalog}/rescan", h(s.adminOnly(s.handleRescan)))
 	mux.Handle("POST /api/v1/admin/relays/{id}/drain", h(s.adminOnly(s.handleDrain(false))))
 	mux.Handle("POST /api/v1/admin/relays/{id}/undrain", h(s.adminOnly(s.handleDrain(true))))
 	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

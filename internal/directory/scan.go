@@ -57,40 +57,8 @@ func (s *Server) scanFolder(ctx context.Context, name, root string, have map[str
 			defer wg.Done()
 			for j := range jobs {
 				d, n, err := s.importFile(ctx, j.abs, j.fi)
-				var wd withdrawal
-				withdrawn := false
-				if err == nil {
-					s.mu.Lock()
-					wd, withdrawn = s.withdrawnLocked(name, j.rel)
-					s.mu.Unlock()
-					withdrawn = withdrawn && wd.digest == d
-				}
 				mu.Lock()
-				switch {
-				case withdrawn:
-					res.skipped = append(res.skipped, fmt.Sprintf("%s: withdrawn by expunge %d (%s); remove it from the catalog folder", j.rel, wd.id, wd.reason))
-				case err != nil:
-					res.skipped = append(res.skipped, fmt.Sprintf("%s: %v", j.rel, err))
-					if j.had {
-						// Keep the old record rather than delete a file we
-						// merely failed to read this time.
-						delete(have, j.rel)
-					}
-				case j.had && j.old.digest == d:
-					// Same bytes: a touched file, or a damaged blob copied
-					// in again.
-					s.guard.repaired(d)
-					res.touches = append(res.touches, touch{Path: j.rel, MTime: j.fi.ModTime()})
-					res.sum.BytesHashed += n
-				default:
-					res.puts = append(res.puts, catalog.Artifact{Path: j.rel, Size: n, Digest: d, ModTime: j.fi.ModTime()})
-					res.sum.BytesHashed += n
-					if j.had {
-						res.sum.Changed++
-					} else {
-						res.sum.Added++
-					}
-				}
+				s.classify(&res, name, j.rel, j.fi, j.old, j.had, d, n, err, have)
 				mu.Unlock()
 			}
 		}()
@@ -131,7 +99,7 @@ func (s *Server) scanFolder(ctx context.Context, name, root string, have map[str
 		seen[rel] = true
 		old, had := have[rel]
 		mu.Unlock()
-		if had && old.size == fi.Size() && old.mtime == fi.ModTime().UnixNano() && !s.guard.isDamaged(old.digest) {
+		if s.unchanged(fi, old, had) {
 			return nil
 		}
 		jobs <- job{rel: rel, abs: abs, fi: fi, old: old, had: had}
@@ -150,6 +118,84 @@ func (s *Server) scanFolder(ctx context.Context, name, root string, have map[str
 			res.deletes = append(res.deletes, p)
 			res.sum.Removed++
 		}
+	}
+	return res, nil
+}
+
+// classify records what importing file rel found: a new or changed
+// artifact, a touched file, a withdrawn one or a failure. res and have are
+// the caller's, guarded by the caller.
+func (s *Server) classify(res *scanResult, name, rel string, fi fs.FileInfo, old known, had bool, d catalog.Digest, n int64, err error, have map[string]known) {
+	var wd withdrawal
+	withdrawn := false
+	if err == nil {
+		s.mu.Lock()
+		wd, withdrawn = s.withdrawnLocked(name, rel)
+		s.mu.Unlock()
+		withdrawn = withdrawn && wd.digest == d
+	}
+	switch {
+	case withdrawn:
+		res.skipped = append(res.skipped, fmt.Sprintf("%s: withdrawn by expunge %d (%s); remove it from the catalog folder", rel, wd.id, wd.reason))
+	case err != nil:
+		res.skipped = append(res.skipped, fmt.Sprintf("%s: %v", rel, err))
+		if had {
+			// Keep the old record rather than delete a file we merely
+			// failed to read this time.
+			delete(have, rel)
+		}
+	case had && old.digest == d:
+		// Same bytes: a touched file, or a damaged blob copied in again.
+		s.guard.repaired(d)
+		res.touches = append(res.touches, touch{Path: rel, MTime: fi.ModTime()})
+		res.sum.BytesHashed += n
+	default:
+		res.puts = append(res.puts, catalog.Artifact{Path: rel, Size: n, Digest: d, ModTime: fi.ModTime()})
+		res.sum.BytesHashed += n
+		if had {
+			res.sum.Changed++
+		} else {
+			res.sum.Added++
+		}
+	}
+}
+
+// unchanged reports whether a file needs no reading: same size and time as
+// its record, and its blob not awaiting repair.
+func (s *Server) unchanged(fi fs.FileInfo, old known, had bool) bool {
+	return had && old.size == fi.Size() && old.mtime == fi.ModTime().UnixNano() && !s.guard.isDamaged(old.digest)
+}
+
+// scanPaths looks at the given paths only, so publishing a change of k
+// files costs O(k) whatever the catalog's size. A path whose file is gone
+// is deleted; have holds the records of those paths that exist.
+func (s *Server) scanPaths(ctx context.Context, name, root string, paths []string, have map[string]known) (scanResult, error) {
+	var res scanResult
+	for _, rel := range paths {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if err := catalog.ValidatePath(rel); err != nil {
+			return res, err
+		}
+		old, had := have[rel]
+		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel)))
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()):
+			if had {
+				res.deletes = append(res.deletes, rel)
+				res.sum.Removed++
+			}
+			continue
+		case err != nil:
+			res.skipped = append(res.skipped, fmt.Sprintf("%s: %v", rel, err))
+			continue
+		}
+		if s.unchanged(fi, old, had) {
+			continue
+		}
+		d, n, err := s.importFile(ctx, filepath.Join(root, filepath.FromSlash(rel)), fi)
+		s.classify(&res, name, rel, fi, old, had, d, n, err, have)
 	}
 	return res, nil
 }
@@ -184,20 +230,44 @@ func (s *Server) importFile(ctx context.Context, abs string, before fs.FileInfo)
 // publish scans one catalog source and records a new version if anything
 // changed. Publishes are serialized by publishMu.
 func (s *Server) publish(ctx context.Context, src config.CatalogSource) (catalog.Summary, uint64, error) {
-	name, root := src.Name, src.Path
+	return s.publishWith(ctx, src, func(row catalogRow) (scanResult, map[string]known, error) {
+		have := make(map[string]known)
+		if err := s.db.loadArtifacts(ctx, row.ID, func(a catalog.Artifact) {
+			have[a.Path] = known{size: a.Size, mtime: a.ModTime.UnixNano(), digest: a.Digest}
+		}); err != nil {
+			return scanResult{}, nil, err
+		}
+		res, err := s.scanFolder(ctx, src.Name, src.Path, have)
+		return res, have, err
+	})
+}
+
+// publishPaths publishes the changes of the given paths of catalog src
+// only (added, changed or deleted files), in time proportional to them.
+func (s *Server) publishPaths(ctx context.Context, src config.CatalogSource, paths []string) (catalog.Summary, uint64, error) {
+	return s.publishWith(ctx, src, func(row catalogRow) (scanResult, map[string]known, error) {
+		have := make(map[string]known, len(paths))
+		for _, p := range paths {
+			if e, _, ok := s.ix.lookup(src.Name, p); ok {
+				have[p] = known{size: e.size, mtime: e.mtime, digest: e.digest}
+			}
+		}
+		res, err := s.scanPaths(ctx, src.Name, src.Path, paths, have)
+		return res, have, err
+	})
+}
+
+// publishWith runs scan and makes the new version it finds: committed,
+// signed, applied to the index and announced, in that order.
+func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan func(catalogRow) (scanResult, map[string]known, error)) (catalog.Summary, uint64, error) {
+	name := src.Name
 	start := s.now()
 	row, err := s.db.ensureCatalog(ctx, name, start)
 	if err != nil {
 		return catalog.Summary{}, 0, err
 	}
 	s.ix.addCatalog(name, row.ID)
-	have := make(map[string]known)
-	if err := s.db.loadArtifacts(ctx, row.ID, func(a catalog.Artifact) {
-		have[a.Path] = known{size: a.Size, mtime: a.ModTime.UnixNano(), digest: a.Digest}
-	}); err != nil {
-		return catalog.Summary{}, 0, err
-	}
-	res, err := s.scanFolder(ctx, name, root, have)
+	res, have, err := scan(row)
 	if err != nil {
 		return res.sum, row.Version, err
 	}
@@ -212,7 +282,7 @@ func (s *Server) publish(ctx context.Context, src config.CatalogSource) (catalog
 	}
 	// Relays see a version only once it is signed; this also catches up
 	// a signing that failed before.
-	if err := s.sign(ctx, src, row.ID, v, len(have)+res.sum.Added-res.sum.Removed); err != nil {
+	if err := s.sign(ctx, src, row.ID, v, len(have)+res.sum.Added); err != nil {
 		return res.sum, row.Version, err
 	}
 	if v == row.Version {

@@ -355,3 +355,32 @@ func TestBlobAPIServesOnlyCatalogBlobs(t *testing.T) {
 		t.Errorf("malformed digest = %d", resp.StatusCode)
 	}
 }
+
+func TestPublishPathsLooksOnlyAtThem(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha", "b.txt": "bravo", "c.txt": "charlie"})
+	v1 := f.publish()
+	f.write("a.txt", "alpha two")
+	f.write("new.txt", "new")
+	os.Remove(filepath.Join(f.src, "c.txt"))
+	f.write("b.txt", "bravo two") // changed, but not named: left for a full scan
+	src := config.CatalogSource{Name: "demo", Path: f.src}
+	sum, v, err := f.srv.publishPaths(context.Background(), src, []string{"a.txt", "new.txt", "c.txt", "never-existed.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != v1+1 || sum.Added != 1 || sum.Changed != 1 || sum.Removed != 1 {
+		t.Fatalf("publishPaths = %+v version %d", sum, v)
+	}
+	if got := body(t, f.get("/r/demo/a.txt")); got != "alpha two" {
+		t.Errorf("a.txt = %q", got)
+	}
+	if got := body(t, f.get("/r/demo/b.txt")); got != "bravo" {
+		t.Errorf("b.txt = %q, want the old bytes until a full scan", got)
+	}
+	if resp := f.get("/r/demo/c.txt"); resp.StatusCode != 404 {
+		t.Errorf("c.txt = %d", resp.StatusCode)
+	}
+	if _, _, err := f.srv.publishPaths(context.Background(), src, []string{"../etc/passwd"}); err == nil {
+		t.Error("publishPaths accepted a traversal")
+	}
+}

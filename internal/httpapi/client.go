@@ -240,3 +240,10 @@ func (c *Client) DrainRelay(ctx context.Context, id string, drain bool, reason s
 	err := c.do(ctx, "POST", AdminRelayPath(id, action), DrainRequest{Reason: reason}, &info)
 	return info, err
 }
+
+// Rescan publishes catalog name's folder again (admin API).
+func (c *Client) Rescan(ctx context.Context, name string, paths []string) (RescanResult, error) {
+	var res RescanResult
+	err := c.do(ctx, "POST", RescanPath(name), RescanRequest{Paths: paths}, &res)
+	return res, err
+}

@@ -301,3 +301,23 @@ type ExpungeAck struct {
 type DrainRequest struct {
 	Reason string `json:"reason"`
 }
+
+// RescanRequest asks the directory to publish a catalog's folder again:
+// only Paths when given (added, changed or deleted files; O(len(Paths))),
+// else the whole folder.
+type RescanRequest struct {
+	Paths []string `json:"paths,omitempty"`
+}
+
+// RescanResult reports the version a rescan made (the same version when
+// nothing changed).
+type RescanResult struct {
+	Catalog string `json:"catalog"`
+	Version uint64 `json:"version"`
+	Added   int    `json:"added"`
+	Changed int    `json:"changed"`
+	Removed int    `json:"removed"`
+}
+
+// RescanPath returns the admin path that rescans catalog name.
+func RescanPath(name string) string { return PathAdmin + "catalogs/" + name + "/rescan" }
