@@ -20,16 +20,17 @@ func main() {
 	artifacts := flag.Int("redirect-artifacts", 10000, "catalog size for the redirect benchmark")
 	syncArtifacts := flag.Int("sync-artifacts", 10000, "catalog size for the sync benchmark")
 	dur := flag.Duration("duration", 3*time.Second, "length of each load run")
+	convergeArtifacts := flag.Int("converge-artifacts", 200000, "catalog size for the convergence benchmark")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *out, *only, *artifacts, *syncArtifacts, *dur); err != nil {
+	if err := run(ctx, *out, *only, *artifacts, *syncArtifacts, *convergeArtifacts, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "odibench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out, only string, artifacts, syncArtifacts int, dur time.Duration) error {
+func run(ctx context.Context, out, only string, artifacts, syncArtifacts, convergeArtifacts int, dur time.Duration) error {
 	root, err := os.MkdirTemp("", "odibench-")
 	if err != nil {
 		return err
@@ -46,6 +47,12 @@ func run(ctx context.Context, out, only string, artifacts, syncArtifacts int, du
 	if want("sync") {
 		fmt.Fprintln(os.Stderr, "running sync benchmark")
 		if err := bench.Sync(ctx, root, bench.SyncOptions{Artifacts: syncArtifacts, Relays: 3}, rep); err != nil {
+			return err
+		}
+	}
+	if want("converge") {
+		fmt.Fprintln(os.Stderr, "running convergence benchmark (against rsync)")
+		if err := bench.Converge(ctx, root, bench.ConvergeOptions{Artifacts: convergeArtifacts, Changed: 100, Added: 100, Removed: 100}, rep); err != nil {
 			return err
 		}
 	}

@@ -42,11 +42,15 @@ type Options struct {
 	Heartbeat, ProbeInterval time.Duration
 	// AuditInterval is how often the directory audits relays (30s default).
 	AuditInterval time.Duration
-	Logger        *slog.Logger
+	// RelayTransport, when set, carries every relay's outgoing requests
+	// (benchmarks count the bytes relays receive with it).
+	RelayTransport http.RoundTripper
+	Logger         *slog.Logger
 }
 
 // Network is a running network.
 type Network struct {
+	opts  Options
 	Token string
 	// AdminToken authorizes the directory's admin API.
 	AdminToken string
@@ -82,7 +86,7 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	}
 	var tok [12]byte
 	rand.Read(tok[:])
-	n := &Network{Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger}
+	n := &Network{opts: opts, Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger}
 	n.AdminToken = n.Token + "-admin-token"
 	if len(n.Catalogs) == 0 {
 		dir := filepath.Join(opts.Root, "sample")
@@ -129,7 +133,7 @@ func (n *Network) AddRelay(ctx context.Context, quota config.Size) (*Relay, erro
 	if p := rcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet relay")
 	}
-	r := &Relay{cfg: rcfg, log: n.log.With("node", fmt.Sprintf("relay%d", len(n.Relays)+1))}
+	r := &Relay{cfg: rcfg, log: n.log.With("node", fmt.Sprintf("relay%d", len(n.Relays)+1)), transport: n.opts.RelayTransport}
 	if err := r.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -289,9 +293,10 @@ func (d *Directory) Start(ctx context.Context) error {
 // Relay is one of the network's relays.
 type Relay struct {
 	node
-	Server *relay.Server
-	cfg    config.Relay
-	log    *slog.Logger
+	Server    *relay.Server
+	cfg       config.Relay
+	log       *slog.Logger
+	transport http.RoundTripper
 }
 
 // Start starts (or restarts) the relay on its address, with its data.
@@ -304,7 +309,11 @@ func (r *Relay) Start(ctx context.Context) error {
 		return err
 	}
 	r.cfg.PublicURL = r.URL
-	srv, err := relay.New(ctx, r.cfg, relay.Deps{Logger: r.log})
+	deps := relay.Deps{Logger: r.log}
+	if r.transport != nil {
+		deps.HTTPClient = &http.Client{Transport: r.transport}
+	}
+	srv, err := relay.New(ctx, r.cfg, deps)
 	if err != nil {
 		ln.Close()
 		return err

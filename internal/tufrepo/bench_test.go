@@ -198,3 +198,48 @@ func (b countingBody) Read(p []byte) (int, error) {
 	b.n.Add(int64(n))
 	return n, err
 }
+
+// BenchmarkClientBins measures loading and verifying one more bin after a
+// refresh: what a relay pays per bin a catalog update touched.
+func BenchmarkClientBins(b *testing.B) {
+	for _, n := range sizes(b) {
+		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
+			as := benchArtifacts(n)
+			dir := filepath.Join(b.TempDir(), "tuf")
+			r := benchRepo(b, dir, as)
+			if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
+				b.Fatal(err)
+			}
+			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
+			s := tuftest.Serve(b, dir, nil)
+			c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: root,
+				CacheDir: b.TempDir(), MaxCachedBins: 1 << 20, Now: func() time.Time { return tuftest.Epoch }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Refresh(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			// One path per bin, so every lookup loads a new bin.
+			bits := tufrepo.BinBits(n)
+			seen := map[string]bool{}
+			var paths []string
+			for _, a := range as {
+				if bin := tufrepo.BinFor(a.Path, bits); !seen[bin] {
+					seen[bin] = true
+					paths = append(paths, a.Path)
+				}
+			}
+			i := 0
+			for b.Loop() {
+				if i == len(paths) {
+					b.Fatal("more iterations than bins")
+				}
+				if _, err := c.Target(context.Background(), paths[i]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/opendistribution/odi/internal/config"
+	"github.com/opendistribution/odi/internal/devnet"
+	"github.com/opendistribution/odi/internal/httpapi"
+)
+
+// ConvergeOptions shape the convergence benchmark.
+type ConvergeOptions struct {
+	Artifacts int
+	// Changed, Added and Removed are the size of the update.
+	Changed, Added, Removed int
+}
+
+// countingTransport counts the bytes of response bodies.
+type countingTransport struct {
+	base http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(r)
+	if err == nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.n}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// convergePath spreads files over 256 folders, as package pools do.
+func convergePath(i int) string { return fmt.Sprintf("pool/%02x/pkg-%d_1.0.tar.gz", i%256, i) }
+
+func writeConvergeFile(root string, i int, rng *rand.Rand) error {
+	b := make([]byte, 100+rng.IntN(4000))
+	for j := range b {
+		b[j] = byte(rng.Uint32())
+	}
+	p := filepath.Join(root, filepath.FromSlash(convergePath(i)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, b, 0o644)
+}
+
+// Converge measures how long a relay already synced to a large catalog
+// takes to serve a small update, and the bytes it receives, against
+// `rsync -a --delete` from an rsync daemon on loopback over the same trees.
+// The clock starts when the update is in the catalog folder: ODI publishes
+// it through the admin API naming the changed paths (as a publishing script
+// would), rsync walks both trees.
+func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Report) error {
+	rsync, err := exec.LookPath("rsync")
+	if err != nil {
+		return fmt.Errorf("bench: converge needs rsync (apt-get install rsync): %w", err)
+	}
+	src := filepath.Join(root, "converge-src")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < opts.Artifacts; i++ {
+		if err := writeConvergeFile(src, i, rng); err != nil {
+			return err
+		}
+	}
+	// The rsync mirror starts as an exact copy.
+	dst := filepath.Join(root, "converge-dst")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("bench: copy tree: %v: %s", err, out)
+	}
+	ct := &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	n, err := devnet.Start(ctx, devnet.Options{
+		Relays: 1, Root: filepath.Join(root, "converge-net"),
+		Catalogs:       []config.CatalogSource{{Name: "bench", Path: src}},
+		Quota:          100 << 30,
+		RelayTransport: ct,
+		Logger:         benchLogger(),
+	})
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.WaitReady(ctx, 30*time.Minute); err != nil {
+		return err
+	}
+
+	// The update.
+	var paths []string
+	for i := 0; i < opts.Changed; i++ {
+		if err := writeConvergeFile(src, i, rng); err != nil {
+			return err
+		}
+		paths = append(paths, convergePath(i))
+	}
+	for i := opts.Changed; i < opts.Changed+opts.Removed; i++ {
+		if err := os.Remove(filepath.Join(src, filepath.FromSlash(convergePath(i)))); err != nil {
+			return err
+		}
+		paths = append(paths, convergePath(i))
+	}
+	for i := opts.Artifacts; i < opts.Artifacts+opts.Added; i++ {
+		if err := writeConvergeFile(src, i, rng); err != nil {
+			return err
+		}
+		paths = append(paths, convergePath(i))
+	}
+
+	before := ct.n.Load()
+	start := time.Now()
+	c := httpapi.NewClient(n.Directory.URL, http.DefaultClient).WithAdminToken(n.AdminToken)
+	res, err := c.Rescan(ctx, "bench", paths)
+	if err != nil {
+		return err
+	}
+	published := time.Since(start)
+	for {
+		if ok, _ := n.Ready(); ok {
+			if st := n.Directory.Server.Status(); len(st.Relays) == 1 && st.Relays[0].Versions["bench"] == res.Version {
+				break
+			}
+		}
+		if time.Since(start) > 5*time.Minute {
+			return fmt.Errorf("bench: relay did not converge")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	odi := time.Since(start)
+	odiBytes := ct.n.Load() - before
+
+	rsyncTime, rsyncBytes, err := runRsync(ctx, rsync, root, src, dst)
+	if err != nil {
+		return err
+	}
+	rep.Add(fmt.Sprintf("converge/%dartifacts/%dchanges", opts.Artifacts, opts.Changed+opts.Added+opts.Removed),
+		Metric{"odi_converge", odi.Seconds(), "s"},
+		Metric{"odi_publish", published.Seconds(), "s"},
+		Metric{"rsync", rsyncTime.Seconds(), "s"},
+		Metric{"speedup_vs_rsync", rsyncTime.Seconds() / odi.Seconds(), "x"},
+		Metric{"odi_bytes_to_relay", float64(odiBytes), "bytes"},
+		Metric{"rsync_bytes", float64(rsyncBytes), "bytes"},
+	)
+	return nil
+}
+
+var rsyncBytesRE = regexp.MustCompile(`Total bytes (sent|received): ([0-9,]+)`)
+
+// runRsync serves src from an rsync daemon on loopback and mirrors it into
+// dst, returning the time and the bytes both ways.
+func runRsync(ctx context.Context, rsync, root, src, dst string) (time.Duration, int64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	conf := filepath.Join(root, "rsyncd.conf")
+	// The daemon runs as this user (as root it would switch to nobody,
+	// who cannot read a private temporary folder).
+	body := fmt.Sprintf("use chroot = false\nuid = %d\ngid = %d\npid file = %s/rsyncd.pid\n[mod]\npath = %s\nread only = true\n",
+		os.Getuid(), os.Getgid(), root, src)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		return 0, 0, err
+	}
+	daemon := exec.CommandContext(ctx, rsync, "--daemon", "--no-detach", "--config="+conf, "--address=127.0.0.1", "--port="+strconv.Itoa(port))
+	if err := daemon.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { daemon.Process.Kill(); daemon.Wait() }()
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, rsync, "-a", "--delete", "--stats", fmt.Sprintf("rsync://127.0.0.1:%d/mod/", port), dst+"/")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	var total int64
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if m := rsyncBytesRE.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseInt(strings.ReplaceAll(m[2], ",", ""), 10, 64)
+			total += v
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("bench: rsync: %w", err)
+	}
+	return time.Since(start), total, nil
+}
+
+// benchLogger logs to standard error when ODIBENCH_LOG is set.
+func benchLogger() *slog.Logger {
+	if os.Getenv("ODIBENCH_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
