@@ -75,9 +75,10 @@
 // matters (a relay enrolls, leaves the rotation, changes its quota or its
 // catalogs, reports shards complete; a catalog's shard sizes drift; the
 // hot list changes), and passes the last Placement as Input.Previous.
-// A plan for 1,000 relays and three catalogs of 4,096 shards takes about
-// a tenth of a second (BenchmarkPlan), so a directory can afford one every
-// few seconds, debounced. A directory that restarts without its last
+// A plan for 1,000 relays and three catalogs of 4,096 shards takes from
+// a tenth of a second (ample capacity) to a few tenths (tight capacity,
+// unequal weights) on two cores (BenchmarkPlan), so a directory can afford
+// one every few seconds, debounced. A directory that restarts without its last
 // Placement loses nothing when capacity is ample (rendezvous hashing
 // recomputes the same answer) and keeps shards where relays report them
 // complete otherwise.
