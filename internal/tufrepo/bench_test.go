@@ -50,7 +50,7 @@ func benchArtifacts(n int) []catalog.Artifact {
 	return as
 }
 
-func benchRepo(b *testing.B, dir string, as []catalog.Artifact) *tufrepo.Repository {
+func benchRepo(b testing.TB, dir string, as []catalog.Artifact) *tufrepo.Repository {
 	b.Helper()
 	ks, err := tufrepo.GenerateKeySet(1, 1, 1, 1)
 	if err != nil {

@@ -103,24 +103,29 @@ func (t *txn) signBins(jobs []binJob) error {
 	}
 	keys := []*PrivateKey{key}
 	expires := expiresAt(t.now, t.r.opts.Expiry.Bins)
-	return parallel(len(jobs), t.r.opts.Workers, func(i int) error {
+	err = parallel(len(jobs), t.r.opts.Workers, func(i int) error {
 		out, err := jobs[i]()
 		if err != nil {
 			return err
 		}
 		for name, targets := range out {
 			v := t.nextVersion(name)
-			m := metadata.Targets(expires)
-			m.Signed.Version = v
-			m.Signed.Targets = targets
-			if err := sign(m, keys); err != nil {
-				return err
+			var data []byte
+			if binSafe(targets) {
+				data = encodeBin(keys[0], v, expires, targets)
+			} else {
+				m := metadata.Targets(expires)
+				m.Signed.Version = v
+				m.Signed.Targets = targets
+				if err := sign(m, keys); err != nil {
+					return err
+				}
+				var err error
+				if data, err = m.ToBytes(false); err != nil {
+					return fmt.Errorf("tufrepo: encode %s: %w", name, err)
+				}
 			}
-			data, err := m.ToBytes(false)
-			if err != nil {
-				return fmt.Errorf("tufrepo: encode %s: %w", name, err)
-			}
-			if err := writeAtomic(t.r.dir, metaFileName(name, v), data); err != nil {
+			if err := writeFile(t.r.dir, metaFileName(name, v), data, false); err != nil {
 				return err
 			}
 			t.mu.Lock()
@@ -129,6 +134,15 @@ func (t *txn) signBins(jobs []binJob) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// The bins must be on disk before the snapshot naming them is written.
+	names := make([]string, 0, len(t.bins))
+	for name, b := range t.bins {
+		names = append(names, metaFileName(name, b.state.Version))
+	}
+	return syncFiles(t.r.dir, names)
 }
 
 // finish writes snapshot, state and timestamp as needed and installs the

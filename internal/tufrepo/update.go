@@ -285,6 +285,12 @@ func (r *Repository) binTargets(name string) (map[string]*metadata.TargetFiles, 
 	if _, ok := r.snapshot.Signed.Meta[name+".json"]; !ok {
 		return map[string]*metadata.TargetFiles{}, nil
 	}
+	mf := r.snapshot.Signed.Meta[name+".json"]
+	if data, err := os.ReadFile(filepath.Join(r.dir, metaFileName(name, mf.Version))); err == nil {
+		if ts, v, ok := parseBinTargets(data); ok && v == mf.Version {
+			return ts, nil
+		}
+	}
 	m, err := r.readBin(name)
 	if err != nil {
 		return nil, err
