@@ -71,6 +71,9 @@ type Client struct {
 	// the cache), nil before the first. go-tuf's Updater refreshes once
 	// per lifetime, so every Refresh makes a new one.
 	u *updater.Updater
+	// fast holds bins verified by the fast path (fastbins.go); guarded by
+	// mu. Entries are checked against the snapshot's version at each use.
+	fast map[string]*fastBin
 }
 
 // TargetInfo is what the signed metadata says about one artifact.
@@ -130,7 +133,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, fetch: &httpFetcher{client: cfg.HTTPClient, limits: cfg.Limits}}, nil
+	return &Client{cfg: cfg, fetch: &httpFetcher{client: cfg.HTTPClient, limits: cfg.Limits}, fast: map[string]*fastBin{}}, nil
 }
 
 // checkTrustedRoot parses a root and checks its keys before go-tuf sees
@@ -346,6 +349,16 @@ func (c *Client) Target(ctx context.Context, p string) (TargetInfo, error) {
 	now := c.cfg.Now()
 
 	bin := c.binOf(p)
+	ts0 := c.u.GetTrustedMetadataSet()
+	if xerr := checkExpiry(&ts0, "", now); xerr != nil {
+		return TargetInfo{}, xerr
+	}
+	if ts0.Targets[bin] == nil {
+		info, err := c.fastTarget(p, bin, now)
+		if !errors.Is(err, errNotCanonical) {
+			return info, err
+		}
+	}
 	if ts := c.u.GetTrustedMetadataSet(); ts.Targets[bin] == nil && len(ts.Targets)-1 >= c.cfg.MaxCachedBins {
 		if err := c.reopenLocked(ctx); err != nil {
 			return TargetInfo{}, err
