@@ -130,9 +130,9 @@ func TestFastBinLeavesOtherLayoutsToGoTUF(t *testing.T) {
 	}
 	good := encodeBin(f.key, 1, exp, ts)
 	for name, bad := range map[string][]byte{
-		"unsorted": bytes.Replace(good, []byte(`"pool/`), []byte(`"zzzz/`), 1),
+		"unsorted":             bytes.Replace(good, []byte(`"pool/`), []byte(`"zzzz/`), 1),
 		"leading zero version": bytes.Replace(good, []byte(`"version":1}`), []byte(`"version":01}`), 1),
-		"trailing bytes": append(bytes.Clone(good), ' '),
+		"trailing bytes":       append(bytes.Clone(good), ' '),
 	} {
 		if _, err := verifyFastBin(bad, bin, 1, f.sr, f.keys, time.Now()); err == nil {
 			t.Errorf("%s: accepted", name)
