@@ -23,7 +23,8 @@ FUZZ_TARGETS = \
 	internal/tufrepo:FuzzClientSnapshot \
 	internal/tufrepo:FuzzClientBin \
 	internal/tufrepo:FuzzParseHashedTargetName \
-	internal/tufrepo:FuzzParsePrivateKey
+	internal/tufrepo:FuzzParsePrivateKey \
+	internal/tufrepo:FuzzFastBin
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
