@@ -21,6 +21,9 @@ type CatalogSource struct {
 	// writes it). The directory uses the online keys found there; with
 	// none given, it generates a whole key set in its data folder.
 	Keys string `toml:"keys"`
+	// Labels ("key=value", e.g. "ecosystem=ocaml") let relays choose the
+	// catalog by kind rather than by name.
+	Labels []string `toml:"labels"`
 }
 
 // Directory configures `odi directory`.
@@ -54,7 +57,14 @@ type Directory struct {
 	// LagLimit is how long a relay may stay behind a catalog's current
 	// version before it leaves the rotation.
 	LagLimit time.Duration `toml:"lag_limit"`
-	Log      Log           `toml:"log"`
+	// Replicas is how many relays should hold each part of a catalog
+	// (where their quotas allow).
+	Replicas int `toml:"replicas"`
+	// HotThreshold is the decayed download count (half-life HotHalfLife)
+	// from which an artifact gets extra replicas.
+	HotThreshold float64       `toml:"hot_threshold"`
+	HotHalfLife  time.Duration `toml:"hot_half_life"`
+	Log          Log           `toml:"log"`
 }
 
 // Log configures logging.
@@ -71,6 +81,9 @@ func DefaultDirectory() Directory {
 		ProbeInterval: 2 * time.Second,
 		AuditInterval: 30 * time.Second,
 		LagLimit:      10 * time.Minute,
+		Replicas:      2,
+		HotThreshold:  100,
+		HotHalfLife:   time.Hour,
 		Log:           Log{Level: "info", Format: "text"},
 	}
 }
@@ -89,6 +102,9 @@ func (d *Directory) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&d.ProbeInterval, "probe-interval", d.ProbeInterval, "how often relays are probed")
 	fs.DurationVar(&d.AuditInterval, "audit-interval", d.AuditInterval, "how often each relay's bytes are audited")
 	fs.DurationVar(&d.LagLimit, "lag-limit", d.LagLimit, "how long a relay may lag behind a catalog before leaving the rotation")
+	fs.IntVar(&d.Replicas, "replicas", d.Replicas, "relays that should hold each part of a catalog")
+	fs.Float64Var(&d.HotThreshold, "hot-threshold", d.HotThreshold, "decayed downloads from which an artifact gets extra replicas")
+	fs.DurationVar(&d.HotHalfLife, "hot-half-life", d.HotHalfLife, "half-life of the download counts that find hot artifacts")
 	d.Log.flags(fs)
 }
 
@@ -131,6 +147,11 @@ func (d *Directory) Validate() Problems {
 			p.Addf("catalog %q: given twice", c.Name)
 		}
 		seen[c.Name] = true
+		for _, l := range c.Labels {
+			if k, v, ok := strings.Cut(l, "="); !ok || k == "" || v == "" {
+				p.Addf("catalog %q: label %q is not key=value", c.Name, l)
+			}
+		}
 		if c.Keys != "" {
 			if fi, err := os.Stat(c.Keys); err != nil || !fi.IsDir() {
 				p.Addf("catalog %q: keys: %s is not a folder", c.Name, c.Keys)
@@ -148,6 +169,13 @@ func (d *Directory) Validate() Problems {
 	checkPositive(&p, "probe-interval", d.ProbeInterval)
 	checkPositive(&p, "audit-interval", d.AuditInterval)
 	checkPositive(&p, "lag-limit", d.LagLimit)
+	if d.Replicas < 1 || d.Replicas > 16 {
+		p.Addf("replicas: %d is not between 1 and 16", d.Replicas)
+	}
+	if d.HotThreshold <= 0 {
+		p.Addf("hot-threshold: must be positive")
+	}
+	checkPositive(&p, "hot-half-life", d.HotHalfLife)
 	d.Log.Check(&p)
 	return p
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
@@ -24,8 +25,10 @@ type Relay struct {
 	Quota Size `toml:"quota"`
 	// Bandwidth caps serving and syncing together; zero means no cap.
 	Bandwidth Rate `toml:"bandwidth"`
-	// Catalogs to carry; empty means all of the directory's.
+	// Catalogs to carry; with Labels empty too, all of the directory's.
 	Catalogs []string `toml:"catalogs"`
+	// Labels ("key=value") choose further catalogs by their labels.
+	Labels []string `toml:"labels"`
 	// SyncConcurrency bounds parallel downloads while syncing.
 	SyncConcurrency int `toml:"sync_concurrency"`
 	// ScrubInterval is how long a full re-verification of held blobs may
@@ -66,6 +69,7 @@ func (r *Relay) Flags(fs *flag.FlagSet) {
 	fs.Var(&r.Quota, "quota", "disk space for artifacts (`SIZE`: 500MB, 10GiB)")
 	fs.Var(&r.Bandwidth, "bandwidth", "cap on serving plus syncing (`RATE`: 100Mbit, 12.5MB; default none)")
 	fs.Var(&listFlag{list: &r.Catalogs}, "catalogs", "catalogs to carry (`NAME,...`; default all)")
+	fs.Var(&listFlag{list: &r.Labels}, "labels", "carry catalogs with these labels too (`KEY=VALUE,...`)")
 	fs.IntVar(&r.SyncConcurrency, "sync-concurrency", r.SyncConcurrency, "parallel downloads while syncing")
 	fs.DurationVar(&r.ScrubInterval, "scrub-interval", r.ScrubInterval, "re-verify every held blob within this `duration`")
 	fs.BoolVar(&r.PullThrough, "pull-through", r.PullThrough, "fetch artifacts clients ask for that the relay does not hold, instead of sending them back")
@@ -105,6 +109,11 @@ func (r *Relay) Validate() Problems {
 	for _, c := range r.Catalogs {
 		if err := catalog.ValidateName(c); err != nil {
 			p.Addf("catalogs: %v", err)
+		}
+	}
+	for _, l := range r.Labels {
+		if k, v, ok := strings.Cut(l, "="); !ok || k == "" || v == "" {
+			p.Addf("labels: %q is not key=value", l)
 		}
 	}
 	if r.SyncConcurrency < 1 || r.SyncConcurrency > 256 {

@@ -3,6 +3,7 @@ package directory
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -173,6 +174,9 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) error {
 	s.ix.mu.RLock()
 	upto := c.version
 	s.ix.mu.RUnlock()
+	if sh := q.Get("shards"); sh != "" {
+		return s.shardListing(w, r, c, sh, upto, limit)
+	}
 	afterV, afterPath := since, ""
 	if cur := q.Get("cursor"); cur != "" {
 		var err error
@@ -221,4 +225,76 @@ func parseCursor(s string) (upto, v uint64, p string, err error) {
 		return 0, 0, "", bad
 	}
 	return upto, v, string(raw), nil
+}
+
+// shardListing answers GET /c/<catalog>/changes?shards=<bits>:<start>-<end>:
+// the current state of every artifact in shards [start, end) of the
+// catalog cut into 2^bits shards, for a relay newly given them. It costs
+// O(their size): the artifacts are indexed by path hash.
+func (s *Server) shardListing(w http.ResponseWriter, r *http.Request, c *catIndex, spec string, upto uint64, limit int) error {
+	bits, start, end, err := parseShards(spec)
+	if err != nil {
+		return err
+	}
+	lo := int64((uint64(start) << (64 - bits)) >> 1)
+	hi := int64(math.MaxInt64)
+	if end < 1<<bits {
+		hi = int64((uint64(end) << (64 - bits)) >> 1)
+	}
+	afterHash, afterPath := lo-1, ""
+	if cur := r.URL.Query().Get("cursor"); cur != "" {
+		if upto, afterHash, afterPath, err = parseShardCursor(cur); err != nil {
+			return err
+		}
+	}
+	rows, hashes, err := s.db.shardState(r.Context(), c.id, upto, lo, hi, afterHash, afterPath, limit)
+	if err != nil {
+		return err
+	}
+	page := httpapi.ChangesPage{Catalog: c.name, Version: upto, Changes: make([]httpapi.Change, 0, len(rows))}
+	for _, ch := range rows {
+		page.Changes = append(page.Changes, httpapi.Change{Path: ch.Path, Size: ch.Size, SHA256: ch.Digest, MTime: ch.ModTime.Unix(), Version: ch.Version})
+	}
+	if len(rows) == limit {
+		page.Next = "s" + strconv.FormatUint(upto, 10) + "." + strconv.FormatInt(hashes[len(hashes)-1], 10) + "." +
+			base64.RawURLEncoding.EncodeToString([]byte(rows[len(rows)-1].Path))
+	}
+	w.Header().Set(httpapi.HeaderVersion, strconv.FormatUint(upto, 10))
+	httpapi.WriteJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// parseShards reads "<bits>:<start>-<end>".
+func parseShards(spec string) (uint8, uint32, uint32, error) {
+	bad := httpapi.Errorf(http.StatusBadRequest, "shards must be <bits>:<start>-<end> with start < end <= 2^bits and bits from 1 to 20")
+	b, rest, ok := strings.Cut(spec, ":")
+	a, z, ok2 := strings.Cut(rest, "-")
+	if !ok || !ok2 {
+		return 0, 0, 0, bad
+	}
+	bits, err1 := strconv.ParseUint(b, 10, 8)
+	start, err2 := strconv.ParseUint(a, 10, 32)
+	end, err3 := strconv.ParseUint(z, 10, 32)
+	if err1 != nil || err2 != nil || err3 != nil || bits < 1 || bits > 20 || start >= end || end > 1<<bits {
+		return 0, 0, 0, bad
+	}
+	return uint8(bits), uint32(start), uint32(end), nil
+}
+
+// parseShardCursor reads the cursor of a shard listing.
+func parseShardCursor(cur string) (upto uint64, afterHash int64, afterPath string, err error) {
+	bad := httpapi.Errorf(http.StatusBadRequest, "malformed cursor")
+	rest, ok := strings.CutPrefix(cur, "s")
+	a, rest, ok1 := strings.Cut(rest, ".")
+	b, c, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok1 || !ok2 {
+		return 0, 0, "", bad
+	}
+	upto, err1 := strconv.ParseUint(a, 10, 64)
+	afterHash, err2 := strconv.ParseInt(b, 10, 64)
+	raw, err3 := base64.RawURLEncoding.DecodeString(c)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, 0, "", bad
+	}
+	return upto, afterHash, string(raw), nil
 }

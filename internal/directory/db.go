@@ -23,7 +23,7 @@ import (
 // through the (catalog, version, path) indexes in time proportional to the
 // answer. Relay inventories are not stored: relays report them again to a
 // restarted directory, which keeps the table of record on the relays.
-var schema = []string{`
+var schema = append(sqlitedb.SQL(`
 CREATE TABLE catalogs (
 	id      INTEGER PRIMARY KEY,
 	name    TEXT NOT NULL UNIQUE,
@@ -94,7 +94,48 @@ CREATE TABLE expunge_acks (
 	at      INTEGER NOT NULL,
 	PRIMARY KEY (expunge, relay)
 ) WITHOUT ROWID;
-`}
+`), sqlitedb.Step{
+	// phash places a path on the hash ring that shards a catalog
+	// (catalog.PathHash, shifted right once to fit a signed integer), so
+	// the state of a range of shards is one index range.
+	SQL: `ALTER TABLE artifacts ADD COLUMN phash INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX artifacts_by_phash ON artifacts (catalog, phash, path);
+ALTER TABLE catalogs ADD COLUMN shard_bits INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE relays ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);`,
+	Fn: backfillPathHashes,
+})
+
+// phashOf is the phash column of path.
+func phashOf(path string) int64 { return int64(catalog.PathHash(path) >> 1) }
+
+// backfillPathHashes fills phash for rows written before it existed.
+func backfillPathHashes(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT catalog, path FROM artifacts`)
+	if err != nil {
+		return err
+	}
+	type key struct {
+		catalog int64
+		path    string
+	}
+	var keys []key
+	for rows.Next() {
+		var k key
+		if err := rows.Scan(&k.catalog, &k.path); err != nil {
+			rows.Close()
+			return err
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, `UPDATE artifacts SET phash = ? WHERE catalog = ? AND path = ?`, phashOf(k.path), k.catalog, k.path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // stateDB is the directory's SQLite state.
 type stateDB struct {
@@ -112,10 +153,11 @@ func openState(ctx context.Context, path string) (*stateDB, error) {
 func (s *stateDB) Close() error { return s.db.Close() }
 
 type catalogRow struct {
-	ID      int64
-	Name    string
-	Version uint64
-	Updated time.Time
+	ID        int64
+	Name      string
+	Version   uint64
+	Updated   time.Time
+	ShardBits uint8
 }
 
 // ensureCatalog returns the catalog named name, creating it at version 0.
@@ -128,8 +170,8 @@ func (s *stateDB) ensureCatalog(ctx context.Context, name string, now time.Time)
 	}
 	var c catalogRow
 	var updated int64
-	err = s.db.QueryRowContext(ctx, `SELECT id, name, version, updated FROM catalogs WHERE name = ?`, name).
-		Scan(&c.ID, &c.Name, &c.Version, &updated)
+	err = s.db.QueryRowContext(ctx, `SELECT id, name, version, updated, shard_bits FROM catalogs WHERE name = ?`, name).
+		Scan(&c.ID, &c.Name, &c.Version, &updated, &c.ShardBits)
 	c.Updated = time.Unix(0, updated)
 	if err != nil {
 		return c, fmt.Errorf("directory: read catalog %s: %w", name, err)
@@ -138,7 +180,7 @@ func (s *stateDB) ensureCatalog(ctx context.Context, name string, now time.Time)
 }
 
 func (s *stateDB) catalogs(ctx context.Context) ([]catalogRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, version, updated FROM catalogs ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, version, updated, shard_bits FROM catalogs ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list catalogs: %w", err)
 	}
@@ -147,7 +189,7 @@ func (s *stateDB) catalogs(ctx context.Context) ([]catalogRow, error) {
 	for rows.Next() {
 		var c catalogRow
 		var updated int64
-		if err := rows.Scan(&c.ID, &c.Name, &c.Version, &updated); err != nil {
+		if err := rows.Scan(&c.ID, &c.Name, &c.Version, &updated, &c.ShardBits); err != nil {
 			return nil, fmt.Errorf("directory: list catalogs: %w", err)
 		}
 		c.Updated = time.Unix(0, updated)
@@ -212,7 +254,7 @@ func (s *stateDB) commitWith(ctx context.Context, id int64, from uint64, puts []
 	if len(puts) == 0 && len(deletes) == 0 {
 		v = from // only touches: no new version
 	}
-	put, err := tx.PrepareContext(ctx, `INSERT INTO artifacts (catalog, path, size, sha256, mtime, version) VALUES (?, ?, ?, ?, ?, ?)
+	put, err := tx.PrepareContext(ctx, `INSERT INTO artifacts (catalog, path, size, sha256, mtime, version, phash) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (catalog, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, mtime = excluded.mtime, version = excluded.version`)
 	if err != nil {
 		return 0, fmt.Errorf("directory: commit: %w", err)
@@ -224,7 +266,7 @@ func (s *stateDB) commitWith(ctx context.Context, id int64, from uint64, puts []
 	}
 	defer unTomb.Close()
 	for _, a := range puts {
-		if _, err := put.ExecContext(ctx, id, a.Path, a.Size, a.Digest[:], a.ModTime.UnixNano(), v); err != nil {
+		if _, err := put.ExecContext(ctx, id, a.Path, a.Size, a.Digest[:], a.ModTime.UnixNano(), v, phashOf(a.Path)); err != nil {
 			return 0, fmt.Errorf("directory: commit %s: %w", a.Path, err)
 		}
 		if _, err := unTomb.ExecContext(ctx, id, a.Path); err != nil {
@@ -396,16 +438,17 @@ type relayRow struct {
 	// Drained by the directory's operator, and why.
 	Drained     bool
 	DrainReason string
+	Labels      []string
 }
 
 func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET public_url = excluded.public_url, quota = excluded.quota, bandwidth = excluded.bandwidth,
 			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen,
-			drained = excluded.drained, drain_reason = excluded.drain_reason`,
+			drained = excluded.drained, drain_reason = excluded.drain_reason, labels = excluded.labels`,
 		r.ID, r.PublicKey, r.PublicURL, r.Quota, r.Bandwidth, strings.Join(r.Catalogs, ","), r.Software,
-		r.Enrolled.UnixNano(), r.LastSeen.UnixNano(), r.Drained, r.DrainReason)
+		r.Enrolled.UnixNano(), r.LastSeen.UnixNano(), r.Drained, r.DrainReason, strings.Join(r.Labels, ","))
 	if err != nil {
 		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
 	}
@@ -413,7 +456,7 @@ func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
 }
 
 func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason FROM relays ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels FROM relays ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list relays: %w", err)
 	}
@@ -421,13 +464,16 @@ func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
 	var out []relayRow
 	for rows.Next() {
 		var r relayRow
-		var cats string
+		var cats, labels string
 		var enrolled, seen int64
-		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen, &r.Drained, &r.DrainReason); err != nil {
+		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen, &r.Drained, &r.DrainReason, &labels); err != nil {
 			return nil, fmt.Errorf("directory: list relays: %w", err)
 		}
 		if cats != "" {
 			r.Catalogs = strings.Split(cats, ",")
+		}
+		if labels != "" {
+			r.Labels = strings.Split(labels, ",")
 		}
 		r.Enrolled, r.LastSeen = time.Unix(0, enrolled), time.Unix(0, seen)
 		out = append(out, r)
@@ -581,4 +627,59 @@ func (s *stateDB) expunges(ctx context.Context) ([]*expungeRow, error) {
 		}
 	}
 	return out, arow.Err()
+}
+
+// shardState returns the current state of the artifacts of catalog id
+// whose phash is in [lo, hi), up to version upto, in (phash, path) order,
+// after the cursor position (afterHash, afterPath): the listing of a range
+// of shards a relay was newly assigned, O(its size).
+func (s *stateDB) shardState(ctx context.Context, id int64, upto uint64, lo, hi int64, afterHash int64, afterPath string, limit int) ([]catalog.Change, []int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT path, size, sha256, mtime, version, phash FROM artifacts
+		WHERE catalog = ? AND phash >= ? AND phash < ? AND version <= ? AND (phash > ? OR (phash = ? AND path > ?))
+		ORDER BY phash, path LIMIT ?`, id, lo, hi, upto, afterHash, afterHash, afterPath, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("directory: shard listing: %w", err)
+	}
+	defer rows.Close()
+	var out []catalog.Change
+	var hashes []int64
+	for rows.Next() {
+		var c catalog.Change
+		var sum []byte
+		var mtime, h int64
+		if err := rows.Scan(&c.Path, &c.Size, &sum, &mtime, &c.Version, &h); err != nil {
+			return nil, nil, fmt.Errorf("directory: shard listing: %w", err)
+		}
+		copy(c.Digest[:], sum)
+		c.ModTime = time.Unix(0, mtime)
+		out = append(out, c)
+		hashes = append(hashes, h)
+	}
+	return out, hashes, rows.Err()
+}
+
+func (s *stateDB) setting(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory: read setting %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func (s *stateDB) setSetting(ctx context.Context, key string, v []byte) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, v); err != nil {
+		return fmt.Errorf("directory: save setting %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *stateDB) setShardBits(ctx context.Context, id int64, bits uint8) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET shard_bits = ? WHERE id = ?`, bits, id); err != nil {
+		return fmt.Errorf("directory: record shard count: %w", err)
+	}
+	return nil
 }

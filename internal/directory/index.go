@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/placement"
 )
 
 // index is what the directory consults on every request: each catalog's
@@ -23,6 +24,8 @@ type index struct {
 	holders  *holderSets                  // guarded by mu
 	relays   []*relayState                // by slot, nil when free; guarded by mu
 	byID     map[string]*relayState       // guarded by mu
+	// shares is each relay's part of the current placement; guarded by mu.
+	shares map[string]placement.Assignment
 }
 
 type catIndex struct {
@@ -34,6 +37,13 @@ type catIndex struct {
 	bytes   int64
 	// relayVersion[slot] is the version relay slot has applied.
 	relayVersion []uint64
+	// The catalog is cut into 2^bits shards by path hash for placement
+	// (0 until first sized); shardBytes and shardCount are kept current by
+	// apply.
+	bits       uint8
+	shardBytes []int64
+	shardCount []int64
+	labels     []string
 }
 
 // entry is one artifact in the index. It is kept small: there may be ten
@@ -58,6 +68,7 @@ func newIndex() *index {
 		blobs:    make(map[catalog.Digest]blobState),
 		holders:  newHolderSets(),
 		byID:     make(map[string]*relayState),
+		shares:   make(map[string]placement.Assignment),
 	}
 }
 
@@ -90,12 +101,20 @@ func (ix *index) apply(name string, v uint64, updated time.Time, puts []catalog.
 		for n := 0; n < applyBatch && len(puts) > 0; n++ {
 			a := puts[0]
 			puts = puts[1:]
-			if old, ok := c.entries[a.Path]; ok {
+			old, had := c.entries[a.Path]
+			if had {
 				ix.unref(old.digest)
 				c.bytes -= old.size
 			}
 			c.entries[a.Path] = entry{digest: a.Digest, size: a.Size, mtime: a.ModTime.UnixNano(), version: a.Version}
 			c.bytes += a.Size
+			if c.bits > 0 {
+				sh := catalog.PathHash(a.Path) >> (64 - c.bits)
+				c.shardBytes[sh] += a.Size - old.size
+				if !had {
+					c.shardCount[sh]++
+				}
+			}
 			b := ix.blobs[a.Digest]
 			b.refs++
 			ix.blobs[a.Digest] = b
@@ -107,6 +126,11 @@ func (ix *index) apply(name string, v uint64, updated time.Time, puts []catalog.
 				ix.unref(old.digest)
 				c.bytes -= old.size
 				delete(c.entries, p)
+				if c.bits > 0 {
+					sh := catalog.PathHash(p) >> (64 - c.bits)
+					c.shardBytes[sh] -= old.size
+					c.shardCount[sh]--
+				}
 			}
 		}
 		ix.mu.Unlock()
@@ -255,4 +279,58 @@ func (ix *index) holdLocked(slot uint16, add, remove []catalog.Digest) int {
 		}
 	}
 	return delta
+}
+
+// Shard sizes: a shard holds about shardTarget artifacts, and a catalog has
+// between 2^minShardBits and 2^maxShardBits of them, so a relay with a
+// small quota can still take a part of a large catalog.
+const (
+	shardTarget  = 256
+	minShardBits = 4
+	maxShardBits = 16
+)
+
+// shardBitsFor returns the shard count (as bits) for n artifacts.
+func shardBitsFor(n int) uint8 {
+	b := uint8(minShardBits)
+	for b < maxShardBits && n > shardTarget<<b {
+		b++
+	}
+	return b
+}
+
+// reshardLocked recomputes catalog c's shard sizes for bits. O(entries);
+// it runs when a catalog is loaded or has grown fourfold. Called with
+// ix.mu held.
+func (c *catIndex) reshardLocked(bits uint8) {
+	c.bits = bits
+	c.shardBytes = make([]int64, 1<<bits)
+	c.shardCount = make([]int64, 1<<bits)
+	for p, e := range c.entries {
+		sh := catalog.PathHash(p) >> (64 - bits)
+		c.shardBytes[sh] += e.size
+		c.shardCount[sh]++
+	}
+}
+
+// sizeShards gives catalog name its shard count: bits from the database
+// when known, else from its size; more when it has grown fourfold. It
+// reports the bits and whether they changed.
+func (ix *index) sizeShards(name string, stored uint8) (uint8, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	c := ix.catalogs[name]
+	if c == nil {
+		return 0, false
+	}
+	ideal := shardBitsFor(len(c.entries))
+	switch {
+	case c.bits == 0 && stored > 0 && ideal < stored+2:
+		c.reshardLocked(stored)
+		return stored, false
+	case c.bits == 0 || ideal >= c.bits+2:
+		c.reshardLocked(ideal)
+		return ideal, true
+	}
+	return c.bits, false
 }

@@ -77,6 +77,9 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.RawQuery != "" {
 		avoid = r.URL.Query().Get(httpapi.AvoidParam)
 	}
+	if r.Method == http.MethodGet && avoid == "" {
+		s.countDownload(name, p)
+	}
 	var buf [16]candidate
 	cands := s.ix.candidates(c, e, avoid, buf[:0])
 

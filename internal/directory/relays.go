@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/opendistribution/odi/internal/auth"
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/placement"
 )
 
 // relayState is the directory's view of one enrolled relay. Every field
@@ -52,6 +54,9 @@ type relayState struct {
 	// relayDrain: drained by the relay's operator, as it reports. (A drain
 	// by the directory's operator is in row, persisted.)
 	relayDrain bool
+
+	// complete is what the relay last reported holding entirely.
+	complete map[string]placement.Ranges
 
 	// Audits (audit.go): the last failure, until when it keeps the relay
 	// out at least, and passes since.
@@ -102,7 +107,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	now := s.now()
 	row := relayRow{
 		ID: id, PublicKey: req.PublicKey, PublicURL: strings.TrimRight(req.PublicURL, "/"),
-		Quota: req.Quota, Bandwidth: req.Bandwidth, Catalogs: req.Catalogs, Software: req.Software,
+		Quota: req.Quota, Bandwidth: req.Bandwidth, Catalogs: req.Catalogs, Labels: req.Labels, Software: req.Software,
 		Enrolled: now, LastSeen: now,
 	}
 	s.ix.mu.Lock()
@@ -123,6 +128,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	if err := s.db.putRelay(r.Context(), row); err != nil {
 		return err
 	}
+	s.kickReplan()
 	s.log.Info("relay enrolled", "relay", id, "url", row.PublicURL, "quota", row.Quota, "again", known)
 	httpapi.WriteJSON(w, http.StatusOK, httpapi.EnrollResponse{
 		RelayID:          id,
@@ -200,6 +206,10 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	rs.lastHeartbeat = now
 	rs.bytesServed, rs.diskUsed = hb.BytesServed, hb.DiskUsed
 	rs.problems = hb.Problems
+	if !reflect.DeepEqual(rs.complete, hb.Complete) {
+		rs.complete = hb.Complete
+		defer s.kickReplan()
+	}
 	s.setStateLocked(rs, hb.RelayState, false)
 	s.updateRotationLocked(rs, now)
 	resp := httpapi.HeartbeatResponse{
@@ -239,17 +249,17 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 // asked for (all when it named none) at its current version.
 func (s *Server) assignmentsLocked(rs *relayState) []httpapi.Assignment {
 	var out []httpapi.Assignment
-	if !rs.selfTested {
+	share, planned := s.ix.shares[rs.row.ID]
+	if !rs.selfTested || !planned {
 		return out
 	}
+	holds := share.Holds()
 	for name, c := range s.ix.catalogs {
-		if len(rs.row.Catalogs) > 0 && !slices.Contains(rs.row.Catalogs, name) {
+		h, hot := holds[name], share.Hot[name]
+		if c.version == 0 || (h.Empty() && len(hot) == 0) {
 			continue
 		}
-		if c.version == 0 {
-			continue
-		}
-		out = append(out, httpapi.Assignment{Catalog: name, Version: c.version, Peers: s.peersLocked(rs, c)})
+		out = append(out, httpapi.Assignment{Catalog: name, Version: c.version, Peers: s.peersLocked(rs, c), Holds: h, Hot: hot})
 	}
 	slices.SortFunc(out, func(a, b httpapi.Assignment) int { return strings.Compare(a.Catalog, b.Catalog) })
 	return out
@@ -353,6 +363,7 @@ func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
 		}
 	}
 	if in != rs.inRotation {
+		s.kickReplan()
 		if in {
 			s.log.Info("relay in rotation", "relay", rs.row.ID)
 		} else {

@@ -266,7 +266,9 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	if err != nil {
 		return catalog.Summary{}, 0, err
 	}
-	s.ix.addCatalog(name, row.ID)
+	if c := s.ix.addCatalog(name, row.ID); c.labels == nil {
+		s.setLabels([]config.CatalogSource{src})
+	}
 	res, have, err := scan(row)
 	if err != nil {
 		return res.sum, row.Version, err
@@ -303,6 +305,8 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 		maybeUnused = append(maybeUnused, have[p].digest)
 	}
 	s.ix.apply(name, v, now, res.puts, res.deletes)
+	s.sizeShards(ctx, name, row.ID)
+	s.kickReplan()
 	s.metrics.catalogVersion.WithLabelValues(name).Set(float64(v))
 	s.notify(httpapi.Event{Type: httpapi.EventCatalog, Catalog: name, Version: v})
 	if !res.sum.Empty() {
@@ -327,5 +331,15 @@ func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
 				s.log.Warn("cannot delete unused blob", "digest", d, "err", err)
 			}
 		}
+	}
+}
+
+// sizeShards gives catalog name its shard count, recording a change.
+func (s *Server) sizeShards(ctx context.Context, name string, id int64) {
+	if bits, changed := s.ix.sizeShards(name, 0); changed {
+		if err := s.db.setShardBits(ctx, id, bits); err != nil {
+			s.log.Warn("cannot record shard count", "catalog", name, "err", err)
+		}
+		s.log.Info("catalog sharded for placement", "catalog", name, "shards", 1<<bits)
 	}
 }

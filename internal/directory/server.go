@@ -34,6 +34,7 @@ import (
 	"github.com/opendistribution/odi/internal/auth"
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
+	"github.com/opendistribution/odi/internal/placement"
 	"github.com/opendistribution/odi/internal/store"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
@@ -69,6 +70,7 @@ type Server struct {
 	verifier   *auth.Verifier
 	metrics    *metrics
 	guard      *blobGuard
+	place      placementState
 
 	reload chan struct{}
 	// runCtx is for work handlers start that must stop with the server;
@@ -143,6 +145,7 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		verifier:    auth.NewVerifier(deps.Now, 1<<20),
 		metrics:     newMetrics(deps.Registerer),
 		guard:       newBlobGuard(),
+		place:       placementState{kick: make(chan struct{}, 1), hot: placement.NewCounter(cfg.HotHalfLife, 100_000)},
 		reload:      make(chan struct{}, 1),
 		sources:     cfg.Catalogs,
 		scans:       make(map[string]scanStatus),
@@ -150,6 +153,7 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		withdrawn:   make(map[string]map[string]withdrawal),
 		expungeKick: make(chan struct{}, 1),
 	}
+	s.place.clock.Store(s.now().UnixNano())
 	s.runCtx, s.stopRun = context.WithCancel(context.Background())
 	if err := s.load(ctx); err != nil {
 		db.Close()
@@ -188,6 +192,13 @@ func (s *Server) load(ctx context.Context) error {
 	if err := s.loadWithdrawn(ctx); err != nil {
 		return err
 	}
+	for _, row := range cats {
+		s.ix.sizeShards(row.Name, row.ShardBits)
+	}
+	s.setLabels(s.sources)
+	if err := s.loadPlacement(ctx); err != nil {
+		return err
+	}
 	relays, err := s.db.relays(ctx)
 	if err != nil {
 		return err
@@ -216,7 +227,19 @@ func (s *Server) Reload(sources []config.CatalogSource) {
 	s.mu.Lock()
 	s.sources = sources
 	s.mu.Unlock()
+	s.setLabels(sources)
 	s.Rescan()
+}
+
+// setLabels records the configured labels of each catalog.
+func (s *Server) setLabels(sources []config.CatalogSource) {
+	s.ix.mu.Lock()
+	defer s.ix.mu.Unlock()
+	for _, src := range sources {
+		if c := s.ix.catalogs[src.Name]; c != nil {
+			c.labels = src.Labels
+		}
+	}
 }
 
 // Rescan asks Run to scan every catalog folder again.
@@ -232,10 +255,14 @@ func (s *Server) Rescan() {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.stopRun()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		s.publishLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.placeLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()

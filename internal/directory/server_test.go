@@ -384,3 +384,53 @@ func TestPublishPathsLooksOnlyAtThem(t *testing.T) {
 		t.Error("publishPaths accepted a traversal")
 	}
 }
+
+func TestShardListingCoversEachArtifactOnce(t *testing.T) {
+	files := map[string]string{}
+	for i := 0; i < 200; i++ {
+		files[fmt.Sprintf("pool/f%03d.tar.gz", i)] = fmt.Sprint(i)
+	}
+	f := newFixture(t, files)
+	f.publish()
+	c := httpapi.NewClient(f.http.URL, http.DefaultClient)
+	seen := map[string]int{}
+	const bits = 4
+	for start := uint32(0); start < 1<<bits; start += 3 {
+		end := min(start+3, 1<<bits)
+		cursor := ""
+		for pages := 0; ; pages++ {
+			req, _ := http.NewRequest("GET", f.http.URL+fmt.Sprintf("/c/demo/changes?shards=%d:%d-%d&limit=7", bits, start, end), nil)
+			if cursor != "" {
+				req.URL.RawQuery += "&cursor=" + cursor
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var page httpapi.ChangesPage
+			json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			for _, ch := range page.Changes {
+				if sh := uint32(catalog.PathHash(ch.Path) >> (64 - bits)); sh < start || sh >= end {
+					t.Fatalf("%s (shard %d) listed in shards %d-%d", ch.Path, sh, start, end)
+				}
+				seen[ch.Path]++
+			}
+			if page.Next == "" {
+				break
+			}
+			cursor = page.Next
+		}
+	}
+	if len(seen) != 200 {
+		t.Fatalf("listed %d distinct artifacts, want 200", len(seen))
+	}
+	for p, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s listed %d times", p, n)
+		}
+	}
+	if _, err := c.ShardState(context.Background(), "demo", 4, 5, 3, ""); err == nil {
+		t.Error("start > end accepted")
+	}
+}

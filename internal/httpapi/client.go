@@ -247,3 +247,15 @@ func (c *Client) Rescan(ctx context.Context, name string, paths []string) (Resca
 	err := c.do(ctx, "POST", RescanPath(name), RescanRequest{Paths: paths}, &res)
 	return res, err
 }
+
+// ShardState fetches one page of the current state of shards [start,
+// end) of catalog name cut into 2^bits shards, starting at cursor.
+func (c *Client) ShardState(ctx context.Context, name string, bits uint8, start, end uint32, cursor string) (ChangesPage, error) {
+	q := url.Values{"shards": {fmt.Sprintf("%d:%d-%d", bits, start, end)}}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var page ChangesPage
+	err := c.do(ctx, "GET", ChangesPath(name)+"?"+q.Encode(), nil, &page)
+	return page, err
+}

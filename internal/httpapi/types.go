@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/placement"
 )
 
 // Paths of the directory's API.
@@ -37,8 +38,11 @@ type EnrollRequest struct {
 	Quota int64 `json:"quota"`
 	// Bandwidth is the operator's cap in bytes per second; 0 means none.
 	Bandwidth int64 `json:"bandwidth,omitempty"`
-	// Catalogs the relay wants to carry; empty means every catalog.
+	// Catalogs the relay wants to carry; with Labels empty too, every
+	// catalog.
 	Catalogs []string `json:"catalogs,omitempty"`
+	// Labels ("key=value") select further catalogs by their labels.
+	Labels   []string `json:"labels,omitempty"`
 	Software string   `json:"software,omitempty"`
 }
 
@@ -58,6 +62,12 @@ type Assignment struct {
 	// relay may fetch blobs from (GET <url>/.odi/blobs/<sha256>) before
 	// falling back to the directory. Their bytes are verified the same way.
 	Peers []Peer `json:"peers,omitempty"`
+	// Holds is the relay's share: the shards (by path hash, see
+	// catalog.PathHash) it should hold, assigned or to keep until their new
+	// holders are complete. A relay keeps no path outside it.
+	Holds placement.Ranges `json:"holds"`
+	// Hot lists popular paths outside Holds the relay should hold as well.
+	Hot []string `json:"hot,omitempty"`
 }
 
 // Peer is another relay.
@@ -98,6 +108,9 @@ type HeartbeatRequest struct {
 	DiskUsed    int64  `json:"disk_used"`
 	// Problems the relay wants its operator to see on the directory.
 	Problems []string `json:"problems,omitempty"`
+	// Complete lists, per catalog, the shards of its share the relay holds
+	// entirely at its version: what placement may count on.
+	Complete map[string]placement.Ranges `json:"complete,omitempty"`
 }
 
 // HeartbeatResponse tells a relay what to carry and how it is doing.
@@ -198,6 +211,8 @@ const (
 	EventHello   = "hello"   // first event; the relay should heartbeat now
 	EventCatalog = "catalog" // a catalog has a new version
 	EventPing    = "ping"    // keeps the connection open through middleboxes
+	// EventAssignment: the relay's share changed; heartbeat to learn it.
+	EventAssignment = "assignment"
 )
 
 // Relay endpoints the directory calls.

@@ -50,7 +50,7 @@ func (s *Server) readEvents(ctx context.Context) error {
 			return err
 		}
 		switch ev.Type {
-		case httpapi.EventHello, httpapi.EventCatalog:
+		case httpapi.EventHello, httpapi.EventCatalog, httpapi.EventAssignment:
 			select {
 			case s.beatNow <- struct{}{}:
 			default:

@@ -35,6 +35,7 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/placement"
 	"github.com/opendistribution/odi/internal/store"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
@@ -75,6 +76,9 @@ type Server struct {
 	// catalog; guarded by mu.
 	cached map[string]map[string]catalog.Digest
 	pulls  pulls
+	// complete is what completeShares found after the last sync; guarded
+	// by mu.
+	complete map[string]placement.Ranges
 	// drained is the relay operator's drain (persisted); dirDrained the
 	// directory's, as its last command said. Both guarded by mu.
 	drained, dirDrained bool
@@ -97,11 +101,17 @@ type catState struct {
 	// expires is when the signed metadata last verified stops vouching
 	// for this state; past it the relay serves nothing of the catalog.
 	expires time.Time
+	// share is the part of the catalog the relay keeps, as its directory
+	// last assigned it.
+	share share
+	// complete lists the shards of the share the relay holds entirely.
+	complete placement.Ranges
 }
 
 type entryRef struct {
 	digest catalog.Digest
 	size   int64
+	phash  uint64 // catalog.PathHash of the path: its shard
 }
 
 // blobRecord is a held blob. stamp and lastAccess are guarded by the
@@ -184,8 +194,8 @@ func (s *Server) ID() string { return s.id }
 // blob list with the files actually on disk.
 func (s *Server) load(ctx context.Context) error {
 	err := s.db.load(ctx,
-		func(name string, v uint64, expires time.Time) {
-			s.cats[name] = &catState{version: v, entries: make(map[string]entryRef), expires: expires}
+		func(name string, v uint64, expires time.Time, sh share) {
+			s.cats[name] = &catState{version: v, entries: make(map[string]entryRef), expires: expires, share: sh}
 		},
 		func(name, p string, d catalog.Digest, size int64) {
 			c := s.cats[name]
@@ -193,7 +203,7 @@ func (s *Server) load(ctx context.Context) error {
 				c = &catState{entries: make(map[string]entryRef)}
 				s.cats[name] = c
 			}
-			c.entries[p] = entryRef{digest: d, size: size}
+			c.entries[p] = entryRef{digest: d, size: size, phash: catalog.PathHash(p)}
 			s.refs[d]++
 		},
 		func(d catalog.Digest, size int64, st store.Stamp, access time.Time) {

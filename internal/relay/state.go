@@ -16,7 +16,7 @@ import (
 // at the version in catalogs: every path with the digest it has there,
 // whether or not the blob is held yet. blobs lists the blobs held, with the
 // Stamp taken right after each was verified.
-var schema = []string{`
+var schema = sqlitedb.SQL(`
 CREATE TABLE enrollment (
 	directory     TEXT PRIMARY KEY,
 	relay_id      TEXT NOT NULL,
@@ -49,7 +49,9 @@ CREATE TABLE settings (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
-`}
+`, `
+ALTER TABLE catalogs ADD COLUMN share TEXT NOT NULL DEFAULT '';
+`)
 
 type stateDB struct{ db *sql.DB }
 
@@ -91,20 +93,27 @@ func (s *stateDB) saveEnrollment(ctx context.Context, dir string, e enrollment, 
 }
 
 // load calls the callbacks with everything the relay knew when it stopped.
-func (s *stateDB) load(ctx context.Context, cat func(name string, v uint64, expires time.Time), ent func(name, path string, d catalog.Digest, size int64), blob func(d catalog.Digest, size int64, st store.Stamp, lastAccess time.Time)) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, version, expires FROM catalogs`)
+func (s *stateDB) load(ctx context.Context, cat func(name string, v uint64, expires time.Time, sh share), ent func(name, path string, d catalog.Digest, size int64), blob func(d catalog.Digest, size int64, st store.Stamp, lastAccess time.Time)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, version, expires, share FROM catalogs`)
 	if err != nil {
 		return fmt.Errorf("relay: load state: %w", err)
 	}
 	for rows.Next() {
-		var name string
+		var name, shareJSON string
 		var v uint64
 		var exp int64
-		if err := rows.Scan(&name, &v, &exp); err != nil {
+		if err := rows.Scan(&name, &v, &exp, &shareJSON); err != nil {
 			rows.Close()
 			return fmt.Errorf("relay: load state: %w", err)
 		}
-		cat(name, v, time.Unix(0, exp))
+		var sh share
+		if shareJSON != "" {
+			if err := sh.UnmarshalText([]byte(shareJSON)); err != nil {
+				rows.Close()
+				return fmt.Errorf("relay: load state: share of %s: %w", name, err)
+			}
+		}
+		cat(name, v, time.Unix(0, exp), sh)
 	}
 	rows.Close()
 	rows, err = s.db.QueryContext(ctx, `SELECT catalog, path, sha256, size FROM entries`)
@@ -284,4 +293,22 @@ func (s *stateDB) setAccess(ctx context.Context, ds []catalog.Digest, at []int64
 		}
 	}
 	return tx.Commit()
+}
+
+func (s *stateDB) setShare(ctx context.Context, name string, sh share) error {
+	b, err := sh.MarshalText()
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE catalogs SET share = ? WHERE name = ?`, string(b), name)
+	if err != nil {
+		return fmt.Errorf("relay: record share of %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		_, err = s.db.ExecContext(ctx, `INSERT INTO catalogs (name, version, share) VALUES (?, 0, ?)`, name, string(b))
+		if err != nil {
+			return fmt.Errorf("relay: record share of %s: %w", name, err)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
 			Quota:     int64(s.cfg.Quota),
 			Bandwidth: int64(s.cfg.Bandwidth),
 			Catalogs:  s.cfg.Catalogs,
+			Labels:    s.cfg.Labels,
 			Software:  Software,
 		})
 		if err == nil && resp.RelayID != s.id {
@@ -172,6 +174,7 @@ func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	req := httpapi.HeartbeatRequest{
+		Complete:    s.complete,
 		RelayState:  s.relayStateLocked(),
 		Session:     s.rep.currentSession(),
 		BytesServed: s.bytesServed.Load(),
@@ -224,16 +227,7 @@ func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
 	}
 	var errs []error
 	for _, a := range want {
-		s.mu.RLock()
-		var have uint64
-		if c := s.cats[a.Catalog]; c != nil {
-			have = c.version
-		}
-		s.mu.RUnlock()
-		if have >= a.Version {
-			continue
-		}
-		if err := s.syncCatalog(ctx, a.Catalog, have); err != nil {
+		if err := s.syncShare(ctx, a); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -244,6 +238,10 @@ func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
 	if err := s.flushReport(ctx, true); err != nil {
 		errs = append(errs, err)
 	}
+	complete := s.completeShares()
+	s.mu.Lock()
+	s.complete = complete
+	s.mu.Unlock()
 	s.updateState(want)
 	return errors.Join(errs...)
 }
@@ -253,7 +251,8 @@ func (s *Server) behind(want []httpapi.Assignment) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, a := range want {
-		if c := s.cats[a.Catalog]; c == nil || c.version < a.Version {
+		c := s.cats[a.Catalog]
+		if c == nil || c.version < a.Version || !c.share.equal(share{Holds: a.Holds, Hot: slices.Sorted(slices.Values(a.Hot))}) {
 			return true
 		}
 	}
@@ -289,10 +288,12 @@ func (s *Server) updateState(want []httpapi.Assignment) {
 	s.state = st
 }
 
-// syncCatalog applies catalog name's change log after version have: the
-// relay's view of every changed path moves to the new version at once, and
-// blobs no path uses any more are reported gone, then deleted.
-func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) error {
+// syncCatalog applies catalog name's change log after version have,
+// keeping only what the relay's share keeps: the relay's view of every
+// changed path moves to the new version at once (paths outside the share
+// are dropped), and blobs no path uses any more are reported gone, then
+// deleted.
+func (s *Server) syncCatalog(ctx context.Context, name string, have uint64, sh share) error {
 	start := s.now()
 	var changes []catalog.Change
 	var to uint64
@@ -303,15 +304,11 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 			return fmt.Errorf("relay: sync %s: %w", name, err)
 		}
 		to = page.Version
-		for _, c := range page.Changes {
-			if err := catalog.ValidatePath(c.Path); err != nil {
-				return fmt.Errorf("relay: sync %s: directory sent %w", name, err)
-			}
-			if !c.Deleted && (c.Size < 0 || c.SHA256.IsZero()) {
-				return fmt.Errorf("relay: sync %s: directory sent %q without size or digest", name, c.Path)
-			}
-			changes = append(changes, catalog.Change{Path: c.Path, Deleted: c.Deleted, Size: c.Size, Digest: c.SHA256, Version: c.Version})
+		cs, err := checkChanges(name, page.Changes)
+		if err != nil {
+			return err
 		}
+		changes = append(changes, cs...)
 		if page.Next == "" {
 			break
 		}
@@ -320,6 +317,39 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 	if to <= have {
 		return nil
 	}
+	for i := range changes {
+		if !changes[i].Deleted && !sh.keeps(changes[i].Path) {
+			changes[i] = catalog.Change{Path: changes[i].Path, Deleted: true, Version: changes[i].Version}
+		}
+	}
+	if err := s.verifyAndApply(ctx, name, changes, to, true); err != nil {
+		return err
+	}
+	s.log.Info("catalog synced", "catalog", name, "from", have, "to", to, "changes", len(changes),
+		"took", s.now().Sub(start).Round(time.Millisecond))
+	return nil
+}
+
+// checkChanges converts a page of the change log, refusing nonsense.
+func checkChanges(name string, page []httpapi.Change) ([]catalog.Change, error) {
+	out := make([]catalog.Change, 0, len(page))
+	for _, c := range page {
+		if err := catalog.ValidatePath(c.Path); err != nil {
+			return nil, fmt.Errorf("relay: sync %s: directory sent %w", name, err)
+		}
+		if !c.Deleted && (c.Size < 0 || c.SHA256.IsZero()) {
+			return nil, fmt.Errorf("relay: sync %s: directory sent %q without size or digest", name, c.Path)
+		}
+		out = append(out, catalog.Change{Path: c.Path, Deleted: c.Deleted, Size: c.Size, Digest: c.SHA256, Version: c.Version})
+	}
+	return out, nil
+}
+
+// verifyAndApply checks changes against the signed metadata and applies
+// them to the relay's index. With advance, the catalog moves to version
+// to; without, its version stays (a listing of new shards applied before
+// the catalog catches up).
+func (s *Server) verifyAndApply(ctx context.Context, name string, changes []catalog.Change, to uint64, advance bool) error {
 	tc, expires, err := s.refreshSigned(ctx, name)
 	if err != nil {
 		return err
@@ -332,6 +362,15 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 		s.setProblem("verify:"+name, fmt.Sprintf("catalog %s: %d changes not vouched for by the signed metadata", name, refused))
 	} else {
 		s.setProblem("verify:"+name, "")
+	}
+	s.mu.RLock()
+	var have uint64
+	if c := s.cats[name]; c != nil {
+		have = c.version
+	}
+	s.mu.RUnlock()
+	if !advance {
+		to = have
 	}
 	if err := s.db.applyChanges(ctx, name, to, changes); err != nil {
 		return err
@@ -347,19 +386,15 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 		// A path pulled through earlier now has a newer state: forget it.
 		delete(s.cached[name], ch.Path)
 		if old, ok := c.entries[ch.Path]; ok {
-			s.refs[old.digest]--
-			if s.refs[old.digest] == 0 {
-				delete(s.refs, old.digest)
-				if _, held := s.blobs[old.digest]; held {
-					unused = append(unused, old.digest)
-				}
+			if d, gone := s.unrefLocked(old.digest); gone {
+				unused = append(unused, d)
 			}
 		}
 		if ch.Deleted {
 			delete(c.entries, ch.Path)
 			continue
 		}
-		c.entries[ch.Path] = entryRef{digest: ch.Digest, size: ch.Size}
+		c.entries[ch.Path] = entryRef{digest: ch.Digest, size: ch.Size, phash: catalog.PathHash(ch.Path)}
 		s.refs[ch.Digest]++
 		if _, held := s.blobs[ch.Digest]; held {
 			// Already here (under another path, or an earlier version):
@@ -373,22 +408,36 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64) erro
 	if err := s.db.setExpires(ctx, name, expires); err != nil {
 		return err
 	}
-	// A digest that left one path and joined another in this version is
-	// still used.
+	s.releaseUnused(unused)
+	s.rep.add(reheld)
+	s.rep.kick()
+	return nil
+}
+
+// unrefLocked drops one path's reference to d, reporting whether d is
+// now held but unused. Called with mu held.
+func (s *Server) unrefLocked(d catalog.Digest) (catalog.Digest, bool) {
+	s.refs[d]--
+	if s.refs[d] > 0 {
+		return d, false
+	}
+	delete(s.refs, d)
+	_, held := s.blobs[d]
+	return d, held
+}
+
+// releaseUnused reports gone, then deletes, held blobs no path uses, except
+// those a path started using again meanwhile.
+func (s *Server) releaseUnused(unused []catalog.Digest) {
 	s.mu.RLock()
-	stillUnused := unused[:0]
+	still := unused[:0]
 	for _, d := range unused {
 		if s.refs[d] == 0 {
-			stillUnused = append(stillUnused, d)
+			still = append(still, d)
 		}
 	}
 	s.mu.RUnlock()
-	s.rep.add(reheld)
-	s.rep.condemn(stillUnused)
-	s.rep.kick()
-	s.log.Info("catalog synced", "catalog", name, "from", have, "to", to, "changes", len(changes),
-		"took", s.now().Sub(start).Round(time.Millisecond))
-	return nil
+	s.rep.condemn(still)
 }
 
 // fetchMissing downloads every blob a path refers to that the relay does

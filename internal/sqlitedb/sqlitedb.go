@@ -46,10 +46,26 @@ func Open(path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// Step is one migration: SQL to run, then Fn (when set) for what SQL cannot
+// express, such as filling a new column from Go.
+type Step struct {
+	SQL string
+	Fn  func(ctx context.Context, tx *sql.Tx) error
+}
+
+// SQL returns steps made of SQL alone.
+func SQL(stmts ...string) []Step {
+	out := make([]Step, len(stmts))
+	for i, s := range stmts {
+		out[i] = Step{SQL: s}
+	}
+	return out
+}
+
 // Migrate brings the schema to len(steps): step i runs, in its own
 // transaction, when the database's user_version is i. A database newer than
 // the code is refused rather than misread.
-func Migrate(ctx context.Context, db *sql.DB, steps []string) error {
+func Migrate(ctx context.Context, db *sql.DB, steps []Step) error {
 	var have int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
 		return fmt.Errorf("sqlitedb: read schema version: %w", err)
@@ -62,9 +78,15 @@ func Migrate(ctx context.Context, db *sql.DB, steps []string) error {
 		if err != nil {
 			return fmt.Errorf("sqlitedb: migrate to %d: %w", i+1, err)
 		}
-		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
+		if _, err := tx.ExecContext(ctx, steps[i].SQL); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("sqlitedb: migrate to %d: %w", i+1, err)
+		}
+		if fn := steps[i].Fn; fn != nil {
+			if err := fn(ctx, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlitedb: migrate to %d: %w", i+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
 			tx.Rollback()
@@ -78,7 +100,7 @@ func Migrate(ctx context.Context, db *sql.DB, steps []string) error {
 }
 
 // OpenMigrated opens the database at path and brings it to schema.
-func OpenMigrated(ctx context.Context, path string, schema []string) (*sql.DB, error) {
+func OpenMigrated(ctx context.Context, path string, schema []Step) (*sql.DB, error) {
 	db, err := Open(path)
 	if err != nil {
 		return nil, err

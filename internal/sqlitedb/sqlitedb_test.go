@@ -15,7 +15,7 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := []string{"CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y INTEGER)"}
+	steps := SQL("CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y INTEGER)")
 	if err := Migrate(ctx, db, steps[:1]); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestMigrateFailureLeavesVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := Migrate(ctx, db, []string{"CREATE TABLE a (x)", "NOT SQL"}); err == nil {
+	if err := Migrate(ctx, db, SQL("CREATE TABLE a (x)", "NOT SQL")); err == nil {
 		t.Fatal("bad migration succeeded")
 	}
 	var v int
@@ -65,7 +65,7 @@ func TestOpenRefusesNonDatabase(t *testing.T) {
 	}
 	db, err := Open(path)
 	if err == nil {
-		err = Migrate(context.Background(), db, []string{"CREATE TABLE a (x)"})
+		err = Migrate(context.Background(), db, SQL("CREATE TABLE a (x)"))
 		db.Close()
 	}
 	if err == nil {
