@@ -42,6 +42,8 @@ type Options struct {
 	Heartbeat, ProbeInterval time.Duration
 	// AuditInterval is how often the directory audits relays (30s default).
 	AuditInterval time.Duration
+	// Replicas of the directory's placement (2 when zero).
+	Replicas int
 	// RelayTransport, when set, carries every relay's outgoing requests
 	// (benchmarks count the bytes relays receive with it).
 	RelayTransport http.RoundTripper
@@ -105,6 +107,9 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	dcfg.ProbeInterval = opts.ProbeInterval
 	if opts.AuditInterval > 0 {
 		dcfg.AuditInterval = opts.AuditInterval
+	}
+	if opts.Replicas > 0 {
+		dcfg.Replicas = opts.Replicas
 	}
 	if p := dcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet directory")

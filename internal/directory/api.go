@@ -96,11 +96,13 @@ func (s *Server) Status() httpapi.DirectoryStatus {
 		st.Relays = append(st.Relays, httpapi.RelayInfo{
 			ID: rs.row.ID, PublicURL: rs.row.PublicURL, State: state, InRotation: rs.inRotation, Reason: rs.reason,
 			Quota: rs.row.Quota, Bandwidth: rs.row.Bandwidth, Held: rs.held, Versions: vs,
-			LastSeen: rs.lastHeartbeat.UTC(), Problems: rs.problems,
+			LastSeen: rs.lastHeartbeat.UTC(), Problems: rs.problems, DiskUsed: rs.diskUsed,
+			Share: s.shareBytesLocked(rs.row.ID),
 		})
 	}
 	s.ix.mu.RUnlock()
 	sort.Slice(st.Relays, func(i, j int) bool { return st.Relays[i].ID < st.Relays[j].ID })
+	st.Placement = httpapi.PlacementStatus{Replicas: s.cfg.Replicas, MovedBytes: s.place.moved.Load(), ShortBytes: s.place.short.Load()}
 	return st
 }
 

@@ -145,7 +145,12 @@ func (s *Server) placementInputLocked(now time.Time) placement.Input {
 			Labels:   rs.row.Labels,
 			Draining: rs.row.Drained || rs.relayDrain || rs.auditErr != "" || (heard && now.Sub(rs.lastHeartbeat) > goneAfter),
 		}
+		// Only copies clients can be sent to count as complete: a relay out
+		// of rotation (not yet audited, say) does not release anyone's.
 		for name, rg := range rs.complete {
+			if !rs.inRotation {
+				break
+			}
 			for _, sh := range rg.Shards() {
 				r.Complete = append(r.Complete, placement.ShardID{Catalog: name, Shard: sh})
 			}
@@ -213,4 +218,24 @@ func (s *Server) replan(ctx context.Context) {
 	for _, rs := range changed {
 		s.notifyRelay(rs, httpapi.Event{Type: httpapi.EventAssignment})
 	}
+}
+
+// shareBytesLocked is the size of relay id's share (assigned shards and
+// hot paths). Called with ix.mu held.
+func (s *Server) shareBytesLocked(id string) int64 {
+	share, ok := s.ix.shares[id]
+	if !ok {
+		return 0
+	}
+	var n int64
+	for name, rg := range share.Assigned {
+		c := s.ix.catalogs[name]
+		if c == nil || c.bits != rg.Bits {
+			continue
+		}
+		for _, sh := range rg.Shards() {
+			n += c.shardBytes[sh]
+		}
+	}
+	return n
 }

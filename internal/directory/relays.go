@@ -204,12 +204,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	now := s.now()
 	s.ix.mu.Lock()
 	rs.lastHeartbeat = now
-	rs.bytesServed, rs.diskUsed = hb.BytesServed, hb.DiskUsed
 	rs.problems = hb.Problems
-	if !reflect.DeepEqual(rs.complete, hb.Complete) {
-		rs.complete = hb.Complete
-		defer s.kickReplan()
-	}
 	s.setStateLocked(rs, hb.RelayState, false)
 	s.updateRotationLocked(rs, now)
 	resp := httpapi.HeartbeatResponse{
@@ -277,6 +272,11 @@ func (s *Server) setStateLocked(rs *relayState, st httpapi.RelayState, full bool
 	rs.seq = st.Seq
 	rs.reported = st.State
 	rs.relayDrain = st.Draining
+	rs.bytesServed, rs.diskUsed = st.BytesServed, st.DiskUsed
+	if !reflect.DeepEqual(rs.complete, st.Complete) {
+		rs.complete = st.Complete
+		s.kickReplan()
+	}
 	for _, c := range s.ix.catalogs {
 		c.relayVersion[rs.slot] = min(st.Versions[c.name], c.version)
 	}

@@ -35,6 +35,8 @@ type Options struct {
 	Quota config.Size
 	// AuditInterval of the directory (in-process networks only).
 	AuditInterval time.Duration
+	// Replicas of the directory's placement; 2 when zero.
+	Replicas int
 }
 
 // Network is a running test network.
@@ -115,6 +117,7 @@ func Start(t *testing.T, opts Options) (Network, map[string][]byte) {
 		Catalogs:      []config.CatalogSource{{Name: "demo", Path: dir}},
 		Quota:         opts.Quota,
 		AuditInterval: opts.AuditInterval,
+		Replicas:      opts.Replicas,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {

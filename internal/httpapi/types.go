@@ -95,7 +95,12 @@ type RelayState struct {
 	// Versions maps each catalog to the version the relay serves.
 	Versions map[string]uint64 `json:"versions"`
 	// Draining says the relay's operator asked for no new clients.
-	Draining bool `json:"draining,omitempty"`
+	Draining    bool  `json:"draining,omitempty"`
+	BytesServed int64 `json:"bytes_served"`
+	DiskUsed    int64 `json:"disk_used"`
+	// Complete lists, per catalog, the shards of its share the relay holds
+	// entirely at its version: what placement may count on.
+	Complete map[string]placement.Ranges `json:"complete,omitempty"`
 }
 
 // HeartbeatRequest is a relay's periodic report.
@@ -103,14 +108,9 @@ type HeartbeatRequest struct {
 	RelayState
 	// Session echoes the directory's inventory session the relay last
 	// reported to; a mismatch asks for a full inventory.
-	Session     string `json:"session"`
-	BytesServed int64  `json:"bytes_served"`
-	DiskUsed    int64  `json:"disk_used"`
+	Session string `json:"session"`
 	// Problems the relay wants its operator to see on the directory.
 	Problems []string `json:"problems,omitempty"`
-	// Complete lists, per catalog, the shards of its share the relay holds
-	// entirely at its version: what placement may count on.
-	Complete map[string]placement.Ranges `json:"complete,omitempty"`
 }
 
 // HeartbeatResponse tells a relay what to carry and how it is doing.
@@ -183,12 +183,27 @@ type RelayInfo struct {
 	Versions   map[string]uint64 `json:"versions"`
 	LastSeen   time.Time         `json:"last_seen"`
 	Problems   []string          `json:"problems,omitempty"`
+	// DiskUsed is what the relay reported holding, in bytes.
+	DiskUsed int64 `json:"disk_used"`
+	// Share is how many bytes of catalogs placement gave the relay.
+	Share int64 `json:"share"`
 }
 
 // DirectoryStatus is the directory's status page in JSON.
 type DirectoryStatus struct {
-	Catalogs []CatalogInfo `json:"catalogs"`
-	Relays   []RelayInfo   `json:"relays"`
+	Catalogs  []CatalogInfo   `json:"catalogs"`
+	Relays    []RelayInfo     `json:"relays"`
+	Placement PlacementStatus `json:"placement"`
+}
+
+// PlacementStatus summarizes the current placement.
+type PlacementStatus struct {
+	Replicas int `json:"replicas"`
+	// MovedBytes is what the last change of placement asked relays to copy.
+	MovedBytes int64 `json:"moved_bytes"`
+	// ShortBytes counts bytes placed fewer than Replicas times (summed over
+	// the missing copies) because relays lack the room.
+	ShortBytes int64 `json:"short_bytes"`
 }
 
 // RelayHealthInfo is what a relay's health endpoint answers.
@@ -272,7 +287,9 @@ type RelayStatus struct {
 	DiskUsed           int64             `json:"disk_used"`
 	Quota              int64             `json:"quota"`
 	BytesServed        int64             `json:"bytes_served"`
-	Problems           []string          `json:"problems,omitempty"`
+	// BytesFetched counts verified bytes downloaded since the relay started.
+	BytesFetched int64    `json:"bytes_fetched"`
+	Problems     []string `json:"problems,omitempty"`
 }
 
 // Admin API paths (bearer token).

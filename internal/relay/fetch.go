@@ -49,6 +49,7 @@ func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name s
 			}
 			s.metrics.fetched.Inc()
 			s.metrics.fetchedBytes.Add(float64(size))
+			s.bytesFetched.Add(size)
 			batch.add(ctx, d, store.StampOf(fi))
 			return nil
 		}

@@ -88,10 +88,11 @@ type Server struct {
 	// rep carries inventory changes to the reporter.
 	rep reporter
 
-	bytesServed atomic.Int64
-	seq         atomic.Int64 // last RelayState.Seq handed out
-	syncNow     chan struct{}
-	beatNow     chan struct{}
+	bytesServed  atomic.Int64
+	bytesFetched atomic.Int64
+	seq          atomic.Int64 // last RelayState.Seq handed out
+	syncNow      chan struct{}
+	beatNow      chan struct{}
 }
 
 // catState is the relay's view of one catalog.
@@ -302,6 +303,7 @@ func (s *Server) Status() httpapi.RelayStatus {
 		RelayID: s.id, PublicURL: s.cfg.PublicURL, Directory: s.cfg.Directory, State: s.state,
 		Drained: s.drained, DrainedByDirectory: s.dirDrained, Versions: s.relayStateLocked().Versions,
 		Blobs: len(s.blobs), DiskUsed: s.used, Quota: int64(s.cfg.Quota), BytesServed: s.bytesServed.Load(),
+		BytesFetched: s.bytesFetched.Load(),
 	}
 	for _, p := range s.problems {
 		st.Problems = append(st.Problems, p)

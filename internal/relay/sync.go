@@ -174,11 +174,8 @@ func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	req := httpapi.HeartbeatRequest{
-		Complete:    s.complete,
-		RelayState:  s.relayStateLocked(),
-		Session:     s.rep.currentSession(),
-		BytesServed: s.bytesServed.Load(),
-		DiskUsed:    s.used,
+		RelayState: s.relayStateLocked(),
+		Session:    s.rep.currentSession(),
 	}
 	for _, p := range s.problems {
 		req.Problems = append(req.Problems, p)
@@ -194,7 +191,8 @@ func (s *Server) relayStateLocked() httpapi.RelayState {
 	for name, c := range s.cats {
 		vs[name] = c.version
 	}
-	return httpapi.RelayState{Seq: s.nextSeq(), State: s.state, Versions: vs, Draining: s.drained}
+	return httpapi.RelayState{Seq: s.nextSeq(), State: s.state, Versions: vs, Draining: s.drained,
+		BytesServed: s.bytesServed.Load(), DiskUsed: s.used, Complete: s.complete}
 }
 
 // nextSeq returns a number larger than any returned before, in this run or

@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendistribution/odi/internal/httpapi"
+)
+
+func catalogBytes(files map[string][]byte) int64 {
+	var n int64
+	for _, b := range files {
+		n += int64(len(b))
+	}
+	return n
+}
+
+// Relays with small quotas each hold a share that fits, and together they
+// still serve every artifact.
+func TestSharesFitQuotas(t *testing.T) {
+	n, files := Start(t, Options{Relays: 3, SampleSize: 120, Quota: 2 << 20})
+	waitSettled(t, n)
+	total := catalogBytes(files)
+	st := Status(t, n)
+	var held int64
+	for _, r := range st.Relays {
+		if r.DiskUsed > 2<<20 {
+			t.Errorf("relay %s holds %d bytes, over its 2 MiB quota", r.ID, r.DiskUsed)
+		}
+		held += r.DiskUsed
+	}
+	t.Logf("catalog %d bytes; relays hold %d in all (%.2f copies); placement short by %d bytes", total, held, float64(held)/float64(total), st.Placement.ShortBytes)
+	if held < total {
+		t.Errorf("relays hold %d bytes in all, less than one copy of the %d-byte catalog", held, total)
+	}
+	for p := range files {
+		_, host, err := Download(n, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if "http://"+host == n.DirectoryURL() {
+			t.Errorf("%s served by the directory: no relay holds it", p)
+		}
+	}
+}
+
+// A fourth relay joining three takes about a quarter of the stored copies
+// (half the catalog at R=2); one of four leaving hands its quarter over.
+func TestJoinAndLeaveMoveLittle(t *testing.T) {
+	n, files := Start(t, Options{Relays: 3, SampleSize: 200})
+	waitReady(t, n, 1)
+	total := catalogBytes(files)
+	in := n.(*inproc)
+	if _, err := in.net.AddRelay(context.Background(), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, n)
+	st := Status(t, n)
+	newcomer := st.Relays[0]
+	for _, r := range st.Relays {
+		if r.PublicURL == in.net.Relays[3].URL {
+			newcomer = r
+		}
+	}
+	joined := float64(newcomer.DiskUsed) / float64(total)
+	t.Logf("4th relay joining 3 (R=2) copied %.3f of the catalog", joined)
+	// With 16 shards the share varies around half the catalog.
+	if joined < 0.25 || joined > 0.75 {
+		t.Errorf("joining moved %.3f of the catalog, want about 0.5", joined)
+	}
+	// One of the four leaves for good: its share moves to the others.
+	gone := in.net.Relays[0]
+	fetched := func() int64 {
+		var n int64
+		for _, r := range in.net.Relays[1:] {
+			n += r.Server.Status().BytesFetched
+		}
+		return n
+	}
+	before := fetched()
+	var goneID string
+	for _, r := range st.Relays {
+		if r.PublicURL == gone.URL {
+			goneID = r.ID
+		}
+	}
+	c := httpapi.NewClient(n.DirectoryURL(), http.DefaultClient).WithAdminToken(n.AdminToken())
+	if _, err := c.DrainRelay(context.Background(), goneID, true, "decommissioned"); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 30*time.Second, "the others hold the drained relay's share", func() string {
+		for _, r := range Status(t, n).Relays {
+			if r.ID == goneID && r.Share > 0 {
+				return "the drained relay still has a share"
+			}
+			if r.ID != goneID && r.DiskUsed < r.Share {
+				return r.ID + " has not fetched its new share"
+			}
+		}
+		return ""
+	})
+	left := float64(fetched()-before) / float64(total)
+	t.Logf("1 of 4 relays leaving (R=2) made the others copy %.3f of the catalog", left)
+	if left < 0.25 || left > 0.75 {
+		t.Errorf("leaving moved %.3f of the catalog, want about 0.5", left)
+	}
+}
+
+// waitSettled waits until placement is stable and every relay is ready.
+func waitSettled(t *testing.T, n Network) {
+	t.Helper()
+	WaitFor(t, 30*time.Second, "placement settled", func() string {
+		if why := Ready(t, n, 1); why != "" {
+			return why
+		}
+		for _, r := range Status(t, n).Relays {
+			if r.DiskUsed < r.Share {
+				return r.ID + " has not fetched its share yet"
+			}
+			if r.DiskUsed > r.Share+r.Share/2+1 && r.Share > 0 {
+				return r.ID + " still keeps shards it gave away"
+			}
+		}
+		return ""
+	})
+}
+
+// While a share moves to a new relay, the old holder keeps serving it
+// until the new one holds it complete: no artifact is ever without a relay.
+func TestRebalanceKeepsACopy(t *testing.T) {
+	n, files := Start(t, Options{Relays: 1, SampleSize: 150, Replicas: 1})
+	waitReady(t, n, 1)
+	in := n.(*inproc)
+	done, stop := make(chan struct{}), make(chan struct{})
+	errs := make(chan string, 1)
+	go func() {
+		defer close(done)
+		for round := 0; round < 200; round++ {
+			for p := range files {
+				req, _ := http.NewRequest("HEAD", n.DirectoryURL()+"/r/demo/"+escape(p), nil)
+				resp, err := http.DefaultTransport.RoundTrip(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusFound {
+					select {
+					case errs <- p + " had no relay during the move (directory answered " + resp.Status + ")":
+					default:
+					}
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	if _, err := in.net.AddRelay(context.Background(), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, n)
+	close(stop)
+	<-done
+	select {
+	case e := <-errs:
+		t.Fatal(e)
+	default:
+	}
+	for _, r := range Status(t, n).Relays {
+		if r.DiskUsed == 0 {
+			t.Errorf("relay %s holds nothing after the move", r.ID)
+		}
+		if !strings.HasPrefix(r.PublicURL, "http://") {
+			t.Errorf("bad relay URL %s", r.PublicURL)
+		}
+	}
+}
