@@ -44,6 +44,8 @@ type Options struct {
 	AuditInterval time.Duration
 	// Replicas of the directory's placement (2 when zero).
 	Replicas int
+	// HotThreshold sets the directory's hot_threshold when not zero.
+	HotThreshold float64
 	// RelayTransport, when set, carries every relay's outgoing requests
 	// (benchmarks count the bytes relays receive with it).
 	RelayTransport http.RoundTripper
@@ -110,6 +112,9 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	}
 	if opts.Replicas > 0 {
 		dcfg.Replicas = opts.Replicas
+	}
+	if opts.HotThreshold > 0 {
+		dcfg.HotThreshold = opts.HotThreshold
 	}
 	if p := dcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet directory")

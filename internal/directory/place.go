@@ -49,6 +49,9 @@ type placementState struct {
 	short atomic.Int64 // bytes placed fewer than replicas times
 }
 
+// KickReplan asks for a new placement now, rather than at the next minute.
+func (s *Server) KickReplan() { s.kickReplan() }
+
 // kickReplan asks for a new plan soon.
 func (s *Server) kickReplan() {
 	select {

@@ -37,6 +37,8 @@ type Options struct {
 	AuditInterval time.Duration
 	// Replicas of the directory's placement; 2 when zero.
 	Replicas int
+	// HotThreshold of the directory when not zero.
+	HotThreshold float64
 }
 
 // Network is a running test network.
@@ -118,6 +120,7 @@ func Start(t *testing.T, opts Options) (Network, map[string][]byte) {
 		Quota:         opts.Quota,
 		AuditInterval: opts.AuditInterval,
 		Replicas:      opts.Replicas,
+		HotThreshold:  opts.HotThreshold,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,43 @@ func TestRebalanceKeepsACopy(t *testing.T) {
 			t.Errorf("bad relay URL %s", r.PublicURL)
 		}
 	}
+}
+
+// An artifact downloaded a lot gets more holders than the others.
+func TestHotArtifactGetsMoreReplicas(t *testing.T) {
+	n, files := Start(t, Options{Relays: 3, SampleSize: 60, Replicas: 1, HotThreshold: 5})
+	waitSettled(t, n)
+	var hot string
+	for p := range files {
+		hot = p
+		break
+	}
+	holders := func() int {
+		count := 0
+		for i := 0; i < n.RelayCount(); i++ {
+			if _, err := os.Stat(BlobPath(n.RelayData(i), files[hot])); err == nil {
+				count++
+			}
+		}
+		return count
+	}
+	if h := holders(); h != 1 {
+		t.Fatalf("%d relays hold %s before it is popular, want 1 (R=1)", h, hot)
+	}
+	for i := 0; i < 60; i++ {
+		if _, _, err := Download(n, hot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The directory re-plans at least every minute; a catalog event makes
+	// it sooner.
+	in := n.(*inproc)
+	in.net.Directory.Server.KickReplan()
+	WaitFor(t, 20*time.Second, "hot artifact replicated", func() string {
+		if h := holders(); h < 2 {
+			return "held by one relay"
+		}
+		return ""
+	})
+	t.Logf("after 60 downloads %s is held by %d relays", hot, holders())
 }
