@@ -171,6 +171,13 @@ func (s *Server) unchanged(fi fs.FileInfo, old known, had bool) bool {
 // is deleted; have holds the records of those paths that exist.
 func (s *Server) scanPaths(ctx context.Context, name, root string, paths []string, have map[string]known) (scanResult, error) {
 	var res scanResult
+	type job struct {
+		rel string
+		fi  fs.FileInfo
+		old known
+		had bool
+	}
+	var jobs []job
 	for _, rel := range paths {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -191,14 +198,37 @@ func (s *Server) scanPaths(ctx context.Context, name, root string, paths []strin
 			res.skipped = append(res.skipped, fmt.Sprintf("%s: %v", rel, err))
 			continue
 		}
-		if s.unchanged(fi, old, had) {
-			continue
+		if !s.unchanged(fi, old, had) {
+			jobs = append(jobs, job{rel, fi, old, had})
 		}
-		d, n, err := s.importFile(ctx, filepath.Join(root, filepath.FromSlash(rel)), fi)
-		s.classify(&res, name, rel, fi, old, had, d, n, err, have)
 	}
-	return res, nil
+	// Each copy into the durable store waits for its fsync; run them side
+	// by side so a few hundred files cost a few disk round trips.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan job)
+	for i := 0; i < min(len(jobs), pathWorkers); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				d, n, err := s.importFile(ctx, filepath.Join(root, filepath.FromSlash(j.rel)), j.fi)
+				mu.Lock()
+				s.classify(&res, name, j.rel, j.fi, j.old, j.had, d, n, err, have)
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	return res, ctx.Err()
 }
+
+// pathWorkers bounds the files publishPaths copies in at once.
+const pathWorkers = 16
 
 // maxArtifactSize bounds one artifact; larger files are skipped with a
 // message rather than filling the directory's disk with a runaway file.
