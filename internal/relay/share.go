@@ -129,22 +129,13 @@ func (s *Server) listGained(ctx context.Context, name string, old, want share) e
 	}
 	var changes []catalog.Change
 	for _, r := range runs {
-		cursor := ""
-		for {
-			page, err := s.dir.ShardState(ctx, name, want.Holds.Bits, r.Start, r.End, cursor)
-			if err != nil {
-				return fmt.Errorf("relay: list new shards of %s: %w", name, err)
-			}
-			cs, err := checkChanges(name, page.Changes)
-			if err != nil {
-				return err
-			}
-			changes = append(changes, cs...)
-			if page.Next == "" {
-				break
-			}
-			cursor = page.Next
+		cs, _, err := allPages(name, func(cursor string) (httpapi.ChangesPage, error) {
+			return s.dir.ShardState(ctx, name, want.Holds.Bits, r.Start, r.End, cursor)
+		})
+		if err != nil {
+			return fmt.Errorf("relay: list new shards of %s: %w", name, err)
 		}
+		changes = append(changes, cs...)
 	}
 	for _, p := range want.Hot {
 		if !slices.Contains(old.Hot, p) && !placement.Contains(want.Holds, catalog.PathHash(p)) {

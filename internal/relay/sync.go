@@ -293,24 +293,11 @@ func (s *Server) updateState(want []httpapi.Assignment) {
 // deleted.
 func (s *Server) syncCatalog(ctx context.Context, name string, have uint64, sh share) error {
 	start := s.now()
-	var changes []catalog.Change
-	var to uint64
-	cursor := ""
-	for {
-		page, err := s.dir.Changes(ctx, name, have, cursor)
-		if err != nil {
-			return fmt.Errorf("relay: sync %s: %w", name, err)
-		}
-		to = page.Version
-		cs, err := checkChanges(name, page.Changes)
-		if err != nil {
-			return err
-		}
-		changes = append(changes, cs...)
-		if page.Next == "" {
-			break
-		}
-		cursor = page.Next
+	changes, to, err := allPages(name, func(cursor string) (httpapi.ChangesPage, error) {
+		return s.dir.Changes(ctx, name, have, cursor)
+	})
+	if err != nil {
+		return fmt.Errorf("relay: sync %s: %w", name, err)
 	}
 	if to <= have {
 		return nil
@@ -326,6 +313,28 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64, sh s
 	s.log.Info("catalog synced", "catalog", name, "from", have, "to", to, "changes", len(changes),
 		"took", s.now().Sub(start).Round(time.Millisecond))
 	return nil
+}
+
+// allPages follows a paged change-log answer to its end, checking every
+// entry, and returns them with the version they describe.
+func allPages(name string, page func(cursor string) (httpapi.ChangesPage, error)) ([]catalog.Change, uint64, error) {
+	var out []catalog.Change
+	cursor := ""
+	for {
+		p, err := page(cursor)
+		if err != nil {
+			return nil, 0, err
+		}
+		cs, err := checkChanges(name, p.Changes)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, cs...)
+		if p.Next == "" {
+			return out, p.Version, nil
+		}
+		cursor = p.Next
+	}
 }
 
 // checkChanges converts a page of the change log, refusing nonsense.
