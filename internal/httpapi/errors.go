@@ -140,10 +140,26 @@ func shortJSONError(err error) string {
 	return "invalid"
 }
 
+// bodyTimeout is how long a client has to send a request body.
+const bodyTimeout = time.Minute
+
 // ReadBody reads a request body of at most limit bytes, giving the client
 // a minute to send it (the servers set no ReadTimeout, so that long
 // downloads are not cut; a slow body is cut here instead).
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Minute))
+	return readBody(w, r, limit, bodyTimeout)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(timeout))
+	// The deadline must not outlive the body: net/http keeps watching the
+	// connection while the handler runs, and a deadline passing then
+	// cancels the context of the connection, so of this request (an event
+	// stream that stays open) and of every later request it carries.
+	defer rc.SetReadDeadline(time.Time{})
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
