@@ -55,8 +55,14 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// convergePath spreads files over 256 folders, as package pools do.
-func convergePath(i int) string { return fmt.Sprintf("pool/%02x/pkg-%d_1.0.tar.gz", i%256, i) }
+// convergePath lays files out as a Debian-style package pool: one folder
+// per source package (about seven files each), grouped by initial, so a
+// 200,000-file catalog has some 29,000 folders, as real archives do.
+func convergePath(i int) string {
+	pkg := i / 7
+	initial := "abcdefghijklmnopqrstuvwxyz"[pkg%26]
+	return fmt.Sprintf("pool/main/%c/%cpkg%d/%cpkg%d_1.%d-1_amd64.deb", initial, initial, pkg, initial, pkg, i%7)
+}
 
 func writeConvergeFile(root string, i int, rng *rand.Rand) error {
 	b := make([]byte, 100+rng.IntN(4000))
