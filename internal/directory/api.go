@@ -76,20 +76,10 @@ func (s *Server) Status() httpapi.DirectoryStatus {
 				vs[name] = v
 			}
 		}
-		state := httpapi.StateEnrolled
-		switch {
-		case rs.lastHeartbeat.IsZero():
-		case !rs.inRotation && rs.probeFails >= probeFailLimit, !rs.inRotation && s.now().Sub(rs.lastHeartbeat) > 3*s.cfg.Heartbeat:
-			state = httpapi.StateDown
-		case rs.reported == httpapi.StateReady:
-			state = httpapi.StateReady
-		default:
-			state = httpapi.StateSyncing
-		}
 		st.Relays = append(st.Relays, httpapi.RelayInfo{
-			ID: rs.row.ID, PublicURL: rs.row.PublicURL, State: state, InRotation: rs.inRotation, Reason: rs.reason,
+			ID: rs.row.ID, PublicURL: rs.row.PublicURL, State: s.stateNameLocked(rs), InRotation: rs.inRotation, Reason: rs.reason,
 			Quota: rs.row.Quota, Bandwidth: rs.row.Bandwidth, Held: rs.held, Versions: vs,
-			LastSeen: rs.lastHeartbeat.UTC(), Problems: rs.problems,
+			LastSeen: rs.lastHeartbeat.UTC(), Problems: rs.problems, RelayRouting: rs.route.info(),
 		})
 	}
 	s.ix.mu.RUnlock()

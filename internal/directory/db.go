@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/sqlitedb"
 )
 
@@ -69,6 +71,8 @@ CREATE TABLE relays (
 	enrolled   INTEGER NOT NULL,
 	last_seen  INTEGER NOT NULL
 );
+`, `
+ALTER TABLE relays ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
 `}
 
 // stateDB is the directory's SQLite state.
@@ -323,15 +327,21 @@ type relayRow struct {
 	Software  string
 	Enrolled  time.Time
 	LastSeen  time.Time
+	// Settings are the operator's routing choices, stored as JSON.
+	Settings httpapi.RelaySettings
 }
 
 func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	settings, err := json.Marshal(r.Settings)
+	if err != nil {
+		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, settings)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET public_url = excluded.public_url, quota = excluded.quota, bandwidth = excluded.bandwidth,
-			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen`,
+			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen, settings = excluded.settings`,
 		r.ID, r.PublicKey, r.PublicURL, r.Quota, r.Bandwidth, strings.Join(r.Catalogs, ","), r.Software,
-		r.Enrolled.UnixNano(), r.LastSeen.UnixNano())
+		r.Enrolled.UnixNano(), r.LastSeen.UnixNano(), string(settings))
 	if err != nil {
 		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
 	}
@@ -339,7 +349,7 @@ func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
 }
 
 func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen FROM relays ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, settings FROM relays ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list relays: %w", err)
 	}
@@ -347,10 +357,13 @@ func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
 	var out []relayRow
 	for rows.Next() {
 		var r relayRow
-		var cats string
+		var cats, settings string
 		var enrolled, seen int64
-		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen); err != nil {
+		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen, &settings); err != nil {
 			return nil, fmt.Errorf("directory: list relays: %w", err)
+		}
+		if err := json.Unmarshal([]byte(settings), &r.Settings); err != nil {
+			return nil, fmt.Errorf("directory: list relays: %s: settings: %w", r.ID, err)
 		}
 		if cats != "" {
 			r.Catalogs = strings.Split(cats, ",")

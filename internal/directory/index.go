@@ -153,35 +153,6 @@ func (ix *index) catalog(name string) *catIndex {
 	return ix.catalogs[name]
 }
 
-// candidate is a relay a request may be sent to.
-type candidate struct {
-	id     string
-	url    string
-	weight float64
-}
-
-// candidates appends to buf the relays in rotation that may serve e of
-// catalog c, leaving out the relay with id avoid.
-func (ix *index) candidates(c *catIndex, e entry, avoid string, buf []candidate) []candidate {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	b, ok := ix.blobs[e.digest]
-	if !ok {
-		return buf
-	}
-	for _, slot := range ix.holders.get(b.set) {
-		r := ix.relays[slot]
-		if r == nil || !r.inRotation || r.row.ID == avoid {
-			continue
-		}
-		if int(slot) >= len(c.relayVersion) || c.relayVersion[slot] < e.version {
-			continue
-		}
-		buf = append(buf, candidate{id: r.row.ID, url: r.row.PublicURL, weight: r.weight})
-	}
-	return buf
-}
-
 // addRelay gives relay r a slot. Called with mu held.
 func (ix *index) addRelayLocked(r *relayState) {
 	slot := -1

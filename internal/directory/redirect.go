@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,88 +22,96 @@ func (s *Server) handleRedirect(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return httpapi.Errorf(http.StatusMethodNotAllowed, "method %s not allowed; use GET or HEAD", r.Method)
 	}
+	avoid, kind := redirectQuery(r)
 	rest := strings.TrimPrefix(r.URL.EscapedPath(), httpapi.PathRedirect)
 	name, escaped, _ := strings.Cut(rest, "/")
 	if err := catalog.ValidateName(name); err != nil {
-		s.metrics.badRequest.Inc()
+		s.metrics.request(kind, outcomeBadRequest)
 		return err
 	}
 	p, err := catalog.ParseRequestPath(escaped)
 	if err != nil {
-		s.metrics.badRequest.Inc()
+		s.metrics.request(kind, outcomeBadRequest)
 		return err
 	}
 	e, c, ok := s.ix.lookup(name, p)
 	if c == nil {
-		s.metrics.notFound.Inc()
+		s.metrics.request(kind, outcomeNotFound)
 		return httpapi.Errorf(http.StatusNotFound, "no catalog %q on this directory", name)
 	}
 	if !ok {
 		if c.version == 0 {
+			s.metrics.request(kind, outcomeUnavailable)
 			w.Header().Set("Retry-After", "5")
 			return httpapi.Errorf(http.StatusServiceUnavailable, "catalog %q is not published yet", name)
 		}
-		s.metrics.notFound.Inc()
+		s.metrics.request(kind, outcomeNotFound)
 		return httpapi.Errorf(http.StatusNotFound, "no artifact %q in catalog %q", p, name)
 	}
-	var avoid string
-	if r.URL.RawQuery != "" {
-		avoid = r.URL.Query().Get(httpapi.AvoidParam)
+	cl := s.clientOf(r)
+	if kind == kindMirrorList {
+		return s.serveMirrorList(w, r, name, p, c, &e, &cl)
 	}
-	var buf [16]candidate
-	cands := s.ix.candidates(c, e, avoid, buf[:0])
+	return s.redirect(w, r, kind, name, p, c, &e, &cl, avoid)
+}
 
+// redirectQuery reads what the query of a request under /r/ asks for.
+func redirectQuery(r *http.Request) (avoid string, kind requestKind) {
+	kind = kindDownload
+	if r.Method == http.MethodHead {
+		kind = kindHead
+	}
+	if r.URL.RawQuery == "" {
+		return "", kind
+	}
+	q := r.URL.Query()
+	if q.Has(httpapi.MirrorListParam) {
+		kind = kindMirrorList
+	}
+	return q.Get(httpapi.AvoidParam), kind
+}
+
+// redirect sends the client to the relay routing picks for it (route.go),
+// naming up to maxAlternates others, or serves the bytes itself when no
+// relay may.
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, kind requestKind, name, p string, c *catIndex, e *entry, cl *client, avoid string) error {
+	var buf [16]candidate
+	cands := s.ix.route(c, e, cl, avoid, buf[:0])
 	h := w.Header()
 	h.Set("Digest", "sha-256="+e.digest.Base64())
 	if len(cands) == 0 {
-		return s.serveSelf(w, r, p, e)
+		if err := s.serveSelf(w, r, p, *e); err != nil {
+			return err
+		}
+		s.metrics.request(kind, outcomeSelf)
+		if kind == kindDownload {
+			s.metrics.download(name)
+		}
+		return nil
 	}
-	pick := choose(cands)
+	pick := choose(cands, randFloat)
 	suffix := "/" + name + "/" + catalog.EscapePath(p) + "?sha256=" + e.digest.String()
 	h.Set("Location", cands[pick].url+suffix)
-	if len(cands) > 1 {
-		cands[pick] = cands[len(cands)-1]
-		cands = cands[:len(cands)-1]
-		sortByWeight(cands)
-		for i, alt := range cands[:min(len(cands), maxAlternates)] {
-			h.Add("Link", "<"+alt.url+suffix+">; rel=duplicate; pri="+strconv.Itoa(i+1))
+	n := 0
+	for i := range cands {
+		if n == maxAlternates {
+			break
 		}
+		if i == pick || cands[i].factor == 0 {
+			continue
+		}
+		n++
+		h.Add("Link", "<"+cands[i].url+suffix+">; rel=duplicate; pri="+strconv.Itoa(n))
 	}
 	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
 	h.Set("Cache-Control", "no-store")
 	h.Set(httpapi.HeaderVersion, strconv.FormatUint(e.version, 10))
 	w.WriteHeader(http.StatusFound)
-	s.metrics.redirects.Inc()
+	s.metrics.request(kind, outcomeRedirect)
+	if kind == kindDownload {
+		s.metrics.download(name)
+	}
 	return nil
-}
-
-// choose picks a candidate at random, weighted by capacity, so traffic
-// spreads in proportion to what relays offer.
-func choose(c []candidate) int {
-	if len(c) == 1 {
-		return 0
-	}
-	var total float64
-	for _, x := range c {
-		total += x.weight
-	}
-	t := rand.Float64() * total
-	for i, x := range c {
-		if t < x.weight {
-			return i
-		}
-		t -= x.weight
-	}
-	return len(c) - 1
-}
-
-func sortByWeight(c []candidate) {
-	// Insertion sort: at most a handful of candidates.
-	for i := 1; i < len(c); i++ {
-		for j := i; j > 0 && c[j].weight > c[j-1].weight; j-- {
-			c[j], c[j-1] = c[j-1], c[j]
-		}
-	}
 }
 
 // serveSelf sends the artifact's bytes from the directory's own store,
@@ -119,7 +126,6 @@ func (s *Server) serveSelf(w http.ResponseWriter, r *http.Request, p string, e e
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	cw := httpapi.CountingWriter{ResponseWriter: w}
 	http.ServeContent(&cw, r, "", time.Unix(0, e.mtime), f)
-	s.metrics.servedSelf.Inc()
 	s.metrics.bytesServed.Add(float64(cw.N))
 	return nil
 }

@@ -24,8 +24,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +50,8 @@ type Deps struct {
 	Store store.Store
 	// Registerer receives the metrics; they are not exported when nil.
 	Registerer prometheus.Registerer
+	// LookupIP resolves relays' host names; the system resolver when nil.
+	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Server is a directory.
@@ -63,6 +67,8 @@ type Server struct {
 	session  string // changes at every start, so relays re-report inventories
 	verifier *auth.Verifier
 	metrics  *metrics
+	geo      atomic.Pointer[geoState]
+	lookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 
 	reload chan struct{}
 
@@ -90,6 +96,13 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 	}
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = &http.Client{}
+	}
+	if deps.LookupIP == nil {
+		deps.LookupIP = defaultLookupIP
+	}
+	gs, err := openGeo(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
@@ -126,7 +139,9 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		reload:   make(chan struct{}, 1),
 		sources:  cfg.Catalogs,
 		scans:    make(map[string]scanStatus),
+		lookupIP: deps.LookupIP,
 	}
+	s.geo.Store(gs)
 	if err := s.load(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -167,7 +182,13 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	s.ix.mu.Lock()
 	for _, r := range relays {
-		rs := &relayState{row: r, pub: ed25519.PublicKey(r.PublicKey), weight: weightOf(r.Bandwidth)}
+		rs := &relayState{row: r, pub: ed25519.PublicKey(r.PublicKey)}
+		// Address literals are placed now, host names once Run has
+		// resolved them.
+		if a, err := netip.ParseAddr(hostOf(r.PublicURL)); err == nil {
+			rs.route.addrs, rs.route.resolved = []netip.Addr{a.Unmap().WithZone("")}, true
+		}
+		s.configureRouteLocked(rs)
 		s.ix.addRelayLocked(rs)
 		s.updateRotationLocked(rs, s.now())
 	}
@@ -201,10 +222,14 @@ func (s *Server) Rescan() {
 // ctx ends.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.publishLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.resolveLoop(ctx)
 	}()
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()

@@ -40,6 +40,7 @@ type EnrollRequest struct {
 	// Catalogs the relay wants to carry; empty means every catalog.
 	Catalogs []string `json:"catalogs,omitempty"`
 	Software string   `json:"software,omitempty"`
+	RelaySettings
 }
 
 // EnrollResponse tells a relay who it is and how to behave.
@@ -86,6 +87,11 @@ type HeartbeatRequest struct {
 	DiskUsed    int64  `json:"disk_used"`
 	// Problems the relay wants its operator to see on the directory.
 	Problems []string `json:"problems,omitempty"`
+	// Rate is what the relay sent in bytes per second over the last few
+	// seconds, and Bandwidth its cap (0: none); the directory steers
+	// traffic away from a relay as Rate nears Bandwidth.
+	Rate      int64 `json:"rate"`
+	Bandwidth int64 `json:"bandwidth,omitempty"`
 }
 
 // HeartbeatResponse tells a relay what to carry and how it is doing.
@@ -158,6 +164,7 @@ type RelayInfo struct {
 	Versions   map[string]uint64 `json:"versions"`
 	LastSeen   time.Time         `json:"last_seen"`
 	Problems   []string          `json:"problems,omitempty"`
+	RelayRouting
 }
 
 // DirectoryStatus is the directory's status page in JSON.
