@@ -73,12 +73,11 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 
 // serveFile sends f with ranges and conditional requests, counting bytes.
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, f store.File) {
-	cw := httpapi.CountingWriter{ResponseWriter: w}
+	cw := meteredWriter{ResponseWriter: w, ctx: r.Context(), eg: s.egress}
 	// No Last-Modified: the file time is when the relay fetched the blob,
 	// which means nothing to clients; the ETag names the bytes.
 	http.ServeContent(&cw, r, "", time.Time{}, f)
-	s.bytesServed.Add(cw.N)
-	s.metrics.bytesServed.Add(float64(cw.N))
+	s.metrics.bytesServed.Add(float64(cw.n))
 	if r.Method == http.MethodGet {
 		s.metrics.requests.served.Inc()
 	}

@@ -71,10 +71,10 @@ type Server struct {
 	// rep carries inventory changes to the reporter.
 	rep reporter
 
-	bytesServed atomic.Int64
-	seq         atomic.Int64 // last RelayState.Seq handed out
-	syncNow     chan struct{}
-	beatNow     chan struct{}
+	egress  *egress
+	seq     atomic.Int64 // last RelayState.Seq handed out
+	syncNow chan struct{}
+	beatNow chan struct{}
 }
 
 // catState is the relay's view of one catalog.
@@ -146,6 +146,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		syncNow:  make(chan struct{}, 1),
 		beatNow:  make(chan struct{}, 1),
 		rep:      reporter{kicked: make(chan struct{}, 1)},
+		egress:   newEgress(int64(cfg.Bandwidth)),
 	}
 	s.cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	if err := s.load(ctx); err != nil {

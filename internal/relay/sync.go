@@ -24,7 +24,7 @@ const Software = "odi-relay"
 func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
 	backoff := 500 * time.Millisecond
 	for {
-		resp, err := s.dir.Enroll(ctx, httpapi.EnrollRequest{
+		resp, err := s.dir.Enroll(ctx, s.withRoutingSettings(httpapi.EnrollRequest{
 			Token:     s.cfg.EnrollToken,
 			PublicURL: s.cfg.PublicURL,
 			PublicKey: s.key.Public().(ed25519.PublicKey),
@@ -32,7 +32,7 @@ func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
 			Bandwidth: int64(s.cfg.Bandwidth),
 			Catalogs:  s.cfg.Catalogs,
 			Software:  Software,
-		})
+		}))
 		if err == nil && resp.RelayID != s.id {
 			err = fmt.Errorf("directory calls this relay %q, but its key makes it %q", resp.RelayID, s.id)
 		}
@@ -163,8 +163,10 @@ func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
 	req := httpapi.HeartbeatRequest{
 		RelayState:  s.relayStateLocked(),
 		Session:     s.rep.currentSession(),
-		BytesServed: s.bytesServed.Load(),
+		BytesServed: s.egress.sent.Load(),
 		DiskUsed:    s.used,
+		Rate:        s.egress.rate(s.now()),
+		Bandwidth:   int64(s.cfg.Bandwidth),
 	}
 	for _, p := range s.problems {
 		req.Problems = append(req.Problems, p)
