@@ -36,6 +36,7 @@ func main() {
 	syncArtifacts := flag.Int("sync-artifacts", 10000, "catalog size for the sync benchmark")
 	dur := flag.Duration("duration", 10*time.Second, "length of each load run")
 	rounds := flag.Int("rounds", 2, "load runs per server and setting; the best counts")
+	profile := flag.String("profile", "", "write CPU profiles of the servers under load to this `folder`")
 	flag.Parse()
 
 	cpus := planCPUs()
@@ -46,7 +47,7 @@ func main() {
 	defer stop()
 	opts := options{
 		out: *out, only: *only, artifacts: *artifacts, paths: *paths, syncArtifacts: *syncArtifacts,
-		dur: *dur, rounds: *rounds, cpus: cpus,
+		dur: *dur, rounds: *rounds, cpus: cpus, profile: *profile,
 	}
 	if err := run(ctx, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "odibench:", err)
@@ -60,6 +61,7 @@ type options struct {
 	dur                             time.Duration
 	rounds                          int
 	cpus                            bench.CPUs
+	profile                         string
 }
 
 // planCPUs gives the last core to servers and the others to the load
@@ -113,6 +115,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	odi, err := bench.BuildODI(ctx, root)
 	if err != nil {
 		return err
@@ -130,7 +137,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(os.Stderr, "running redirect benchmark")
 		if err := bench.Redirect(ctx, root, bench.RedirectOptions{
 			Artifacts: o.artifacts, Paths: o.paths, Relays: 3, Conns: []int{64, 256},
-			Duration: o.dur, Rounds: o.rounds, ODI: odi, Self: self, CPUs: o.cpus,
+			Duration: o.dur, Rounds: o.rounds, ODI: odi, Self: self, CPUs: o.cpus, ProfileDir: o.profile,
 		}, rep); err != nil {
 			return err
 		}
@@ -139,6 +146,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintln(os.Stderr, "running serve benchmark")
 		if err := bench.Serve(ctx, root, bench.ServeOptions{
 			Sizes: []int64{4 << 10, 1 << 20, 64 << 20}, Duration: o.dur, Rounds: o.rounds, ODI: odi, CPUs: o.cpus,
+			ProfileDir: o.profile,
 		}, rep); err != nil {
 			return err
 		}
@@ -148,6 +156,9 @@ func run(ctx context.Context, o options) error {
 		if err := bench.Sync(ctx, root, bench.SyncOptions{Artifacts: o.syncArtifacts, Relays: 3}, rep); err != nil {
 			return err
 		}
+	}
+	if o.profile != "" {
+		fmt.Fprintln(os.Stderr, "profiles written to", o.profile, "(go tool pprof -top FILE)")
 	}
 	if err := rep.WriteJSON(o.out); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,3 +230,57 @@ func ensureToolsOnce(ctx context.Context, progs map[string]string, install bool)
 
 // errSkipped marks a benchmark that cannot run here; the reason is reported.
 var errSkipped = errors.New("skipped")
+
+// profiler fetches CPU profiles from a server's admin listener while it is
+// under load, when the benchmark is asked to keep them (-profile DIR).
+type profiler struct {
+	dir   string // "" when not profiling
+	admin string // host:port of the server's admin listener
+}
+
+// adminArgs returns the flags giving the server an admin listener.
+func (p *profiler) adminArgs() ([]string, error) {
+	if p.dir == "" {
+		return nil, nil
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	p.admin = addr
+	return []string{"--admin", addr}, nil
+}
+
+// during profiles the server for d while fn runs, into dir/name.pprof.
+func (p *profiler) during(ctx context.Context, name string, d time.Duration, fn func() error) error {
+	if p.dir == "" || p.admin == "" {
+		return fn()
+	}
+	done := make(chan error, 1)
+	go func() {
+		secs := max(1, int(d.Seconds())-1)
+		u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs)
+		req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(p.dir, name+".pprof"))
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	err := fn()
+	if perr := <-done; perr != nil {
+		logf("profile %s: %v", name, perr)
+	}
+	return err
+}

@@ -33,6 +33,9 @@ type RedirectOptions struct {
 	ODI       string
 	Self      string // the odibench binary, which serves the baseline
 	CPUs      CPUs
+	// ProfileDir, when set, receives CPU profiles of the directory under
+	// load.
+	ProfileDir string
 }
 
 const benchCatalog = "bench"
@@ -150,8 +153,13 @@ func Redirect(ctx context.Context, root string, opts RedirectOptions, rep *Repor
 
 	// Start to serving: the directory restarts where the in-process one
 	// ran; the relays notice and report again.
-	dirProc, firstAnswer, firstRedirect, err := startTimed(ctx, command(ctx, opts.CPUs.Server, opts.ODI, "directory",
-		"--listen", addr, "--data", data, "--enroll-token", token, "--heartbeat", "2s", "--probe-interval", "2s"),
+	prof := &profiler{dir: opts.ProfileDir}
+	admin, err := prof.adminArgs()
+	if err != nil {
+		return err
+	}
+	dirProc, firstAnswer, firstRedirect, err := startTimed(ctx, command(ctx, opts.CPUs.Server, opts.ODI, append([]string{"directory",
+		"--listen", addr, "--data", data, "--enroll-token", token, "--heartbeat", "2s", "--probe-interval", "2s"}, admin...)...),
 		dirURL+"/r/"+benchCatalog+"/"+catalog.EscapePath(arts[0].Path))
 	if err != nil {
 		return err
@@ -186,37 +194,32 @@ func Redirect(ctx context.Context, root string, opts RedirectOptions, rep *Repor
 	if err != nil {
 		return err
 	}
-	for _, conns := range opts.Conns {
-		var bestBase, bestODI Load
-		for round := 0; round < opts.Rounds; round++ {
-			l, err := w.run(ctx, "http://"+baseAddr, conns, opts.Duration, pathsFile, baseProc)
-			if err != nil {
-				return err
-			}
-			if l.RPS() > bestBase.RPS() {
-				bestBase = l
-			}
-			if l, err = w.run(ctx, dirURL, conns, opts.Duration, pathsFile, dirProc); err != nil {
-				return err
-			}
-			if l.RPS() > bestODI.RPS() {
-				bestODI = l
-			}
+	// Warm both up (page faults, connection pools, the garbage
+	// collector's pacing) before anything counts.
+	for _, u := range []string{"http://" + baseAddr, dirURL} {
+		if _, err := w.run(ctx, u, opts.Conns[0], 2*time.Second, pathsFile, nil); err != nil {
+			return err
 		}
-		if bestODI.Errors > 0 || bestBase.Errors > 0 {
-			return fmt.Errorf("bench: redirect load had errors: odi %d, baseline %d", bestODI.Errors, bestBase.Errors)
+	}
+	for _, conns := range opts.Conns {
+		c, err := w.compare(ctx, target{dirURL, pathsFile, dirProc}, target{"http://" + baseAddr, pathsFile, baseProc},
+			conns, opts.Duration, opts.Rounds, prof, fmt.Sprintf("redirect-%dconns", conns))
+		if err != nil {
+			return err
 		}
 		rep.Add(fmt.Sprintf("%s/%dconns", name, conns),
-			Metric{"odi_rps", bestODI.RPS(), "req/s"},
-			Metric{"baseline_rps", bestBase.RPS(), "req/s"},
-			Metric{"rps_ratio", bestODI.RPS() / bestBase.RPS(), "x"},
-			Metric{"odi_p50", ms(bestODI.P50), "ms"},
-			Metric{"baseline_p50", ms(bestBase.P50), "ms"},
-			Metric{"odi_p99", ms(bestODI.P99), "ms"},
-			Metric{"baseline_p99", ms(bestBase.P99), "ms"},
-			Metric{"p99_ratio", ms(bestODI.P99) / ms(bestBase.P99), "x"},
-			Metric{"odi_server_cpu", bestODI.CPUShare(), "cores"},
-			Metric{"baseline_server_cpu", bestBase.CPUShare(), "cores"},
+			Metric{"odi_rps", c.odi.RPS(), "req/s"},
+			Metric{"baseline_rps", c.base.RPS(), "req/s"},
+			Metric{"rps_ratio", c.odi.RPS() / c.base.RPS(), "x"},
+			Metric{"corun_ratio", c.corun, "x"},
+			Metric{"corun_p99_ratio", c.corunP99, "x"},
+			Metric{"odi_p50", ms(c.odi.P50), "ms"},
+			Metric{"baseline_p50", ms(c.base.P50), "ms"},
+			Metric{"odi_p99", ms(c.odi.P99), "ms"},
+			Metric{"baseline_p99", ms(c.base.P99), "ms"},
+			Metric{"p99_ratio", ms(c.odi.P99) / ms(c.base.P99), "x"},
+			Metric{"odi_server_cpu", c.odi.CPUShare(), "cores"},
+			Metric{"baseline_server_cpu", c.base.CPUShare(), "cores"},
 		)
 	}
 	return nil

@@ -27,6 +27,8 @@ type ServeOptions struct {
 	Rounds   int
 	ODI      string
 	CPUs     CPUs
+	// ProfileDir, when set, receives CPU profiles of the relay under load.
+	ProfileDir string
 }
 
 // connsFor is how many connections load a file of size: many for small
@@ -78,9 +80,14 @@ func Serve(ctx context.Context, root string, opts ServeOptions, rep *Report) err
 		return err
 	}
 	defer net.Close()
-	relay, relayURL, err := startProc(command(ctx, opts.CPUs.Server, opts.ODI, "relay",
+	prof := &profiler{dir: opts.ProfileDir}
+	admin, err := prof.adminArgs()
+	if err != nil {
+		return err
+	}
+	relay, relayURL, err := startProc(command(ctx, opts.CPUs.Server, opts.ODI, append([]string{"relay",
 		"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "relay"), "--directory", net.Directory.URL,
-		"--enroll-token", net.Token, "--quota", "4GiB"))
+		"--enroll-token", net.Token, "--quota", "4GiB"}, admin...)...))
 	if err != nil {
 		return err
 	}
@@ -101,37 +108,28 @@ func Serve(ctx context.Context, root string, opts ServeOptions, rep *Report) err
 	}
 	for _, size := range opts.Sizes {
 		conns := connsFor(size)
+		if err := w.warm(ctx, conns, relayURL+"/"+benchCatalog+"/"+names[size], nginxURL+"/"+benchCatalog+"/"+names[size]); err != nil {
+			return err
+		}
 		odiURL := relayURL + "/" + benchCatalog + "/" + names[size] + "?sha256=" + digests[size].String()
 		baseURL := nginxURL + "/" + benchCatalog + "/" + names[size]
-		var bestBase, bestODI Load
-		for round := 0; round < opts.Rounds; round++ {
-			l, err := w.run(ctx, baseURL, conns, opts.Duration, "", nginx)
-			if err != nil {
-				return err
-			}
-			if l.RPS() > bestBase.RPS() {
-				bestBase = l
-			}
-			if l, err = w.run(ctx, odiURL, conns, opts.Duration, "", relay); err != nil {
-				return err
-			}
-			if l.RPS() > bestODI.RPS() {
-				bestODI = l
-			}
-		}
-		if bestODI.Errors > 0 || bestBase.Errors > 0 {
-			return fmt.Errorf("bench: serve load had errors: odi %d, nginx %d", bestODI.Errors, bestBase.Errors)
+		c, err := w.compare(ctx, target{odiURL, "", relay}, target{baseURL, "", nginx},
+			conns, opts.Duration, opts.Rounds, prof, "serve-"+sizeName(size))
+		if err != nil {
+			return err
 		}
 		rep.Add(fmt.Sprintf("serve/%s/%dconns", sizeName(size), conns),
-			Metric{"odi_rps", bestODI.RPS(), "req/s"},
-			Metric{"nginx_rps", bestBase.RPS(), "req/s"},
-			Metric{"rps_ratio", bestODI.RPS() / bestBase.RPS(), "x"},
-			Metric{"odi_throughput", bestODI.BytesPerSec() / 1e6, "MB/s"},
-			Metric{"nginx_throughput", bestBase.BytesPerSec() / 1e6, "MB/s"},
-			Metric{"odi_p99", ms(bestODI.P99), "ms"},
-			Metric{"nginx_p99", ms(bestBase.P99), "ms"},
-			Metric{"odi_server_cpu", bestODI.CPUShare(), "cores"},
-			Metric{"nginx_server_cpu", bestBase.CPUShare(), "cores"},
+			Metric{"odi_rps", c.odi.RPS(), "req/s"},
+			Metric{"nginx_rps", c.base.RPS(), "req/s"},
+			Metric{"rps_ratio", c.odi.RPS() / c.base.RPS(), "x"},
+			Metric{"corun_ratio", c.corun, "x"},
+			Metric{"corun_p99_ratio", c.corunP99, "x"},
+			Metric{"odi_throughput", c.odi.BytesPerSec() / 1e6, "MB/s"},
+			Metric{"nginx_throughput", c.base.BytesPerSec() / 1e6, "MB/s"},
+			Metric{"odi_p99", ms(c.odi.P99), "ms"},
+			Metric{"nginx_p99", ms(c.base.P99), "ms"},
+			Metric{"odi_server_cpu", c.odi.CPUShare(), "cores"},
+			Metric{"nginx_server_cpu", c.base.CPUShare(), "cores"},
 		)
 	}
 	return nil

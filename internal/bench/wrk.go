@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,15 @@ func (l Load) BytesPerSec() float64 {
 		return 0
 	}
 	return float64(l.Bytes) / l.Elapsed.Seconds()
+}
+
+// PerCPUSecond is requests per second of the server's own CPU time: how
+// much one core of work buys, whatever else ran on the machine meanwhile.
+func (l Load) PerCPUSecond() float64 {
+	if l.ServerCPU <= 0 {
+		return 0
+	}
+	return float64(l.Requests) / l.ServerCPU.Seconds()
 }
 
 // CPUShare is the server's CPU time over the run's length.
@@ -141,4 +151,105 @@ func (w *wrk) run(ctx context.Context, url string, conns int, d time.Duration, p
 		l.ServerCPU = server.cpuTime() - cpu0
 	}
 	return l, nil
+}
+
+// warm loads each url for two seconds, for nothing: page cache, page
+// faults and the garbage collector's pacing settle before a run counts.
+func (w *wrk) warm(ctx context.Context, conns int, urls ...string) error {
+	for _, u := range urls {
+		if _, err := w.run(ctx, u, conns, 2*time.Second, "", nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// target is one server under load in a comparison.
+type target struct {
+	url   string
+	paths string // file of request paths, or "" to request url itself
+	proc  *proc  // the server process, for its CPU time
+}
+
+// comparison is a server measured against its baseline.
+type comparison struct {
+	// odi and base are the best of the runs where each had the server
+	// core to itself, one after the other.
+	odi, base Load
+	// corun is the median, over rounds, of odi's requests per CPU-second
+	// over the baseline's when both were loaded at the same time on the
+	// same core: whatever else the machine runs then weighs on both alike,
+	// which sequential runs on a shared machine cannot promise.
+	// corunP99 is the median ratio of their 99th percentile latencies in
+	// those runs.
+	corun, corunP99 float64
+}
+
+// compare loads odi and base alternately, then together, rounds times
+// each, profiling odi's sequential runs when prof asks for it.
+func (w *wrk) compare(ctx context.Context, odi, base target, conns int, d time.Duration, rounds int, prof *profiler, profName string) (comparison, error) {
+	var c comparison
+	for round := 0; round < rounds; round++ {
+		l, err := w.run(ctx, base.url, conns, d, base.paths, base.proc)
+		if err != nil {
+			return c, err
+		}
+		if l.RPS() > c.base.RPS() {
+			c.base = l
+		}
+		err = prof.during(ctx, fmt.Sprintf("%s-%d", profName, round), d, func() error {
+			l, err = w.run(ctx, odi.url, conns, d, odi.paths, odi.proc)
+			return err
+		})
+		if err != nil {
+			return c, err
+		}
+		if l.RPS() > c.odi.RPS() {
+			c.odi = l
+		}
+	}
+	var ratios, p99s []float64
+	for round := 0; round < rounds; round++ {
+		var lo, lb Load
+		var eo, eb error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			lb, eb = w.run(ctx, base.url, conns, d, base.paths, base.proc)
+		}()
+		lo, eo = w.run(ctx, odi.url, conns, d, odi.paths, odi.proc)
+		<-done
+		if eo != nil {
+			return c, eo
+		}
+		if eb != nil {
+			return c, eb
+		}
+		if lo.Errors > 0 || lb.Errors > 0 {
+			return c, fmt.Errorf("bench: load had errors: odi %d, baseline %d", lo.Errors, lb.Errors)
+		}
+		if lb.PerCPUSecond() > 0 {
+			ratios = append(ratios, lo.PerCPUSecond()/lb.PerCPUSecond())
+		}
+		if lb.P99 > 0 {
+			p99s = append(p99s, float64(lo.P99)/float64(lb.P99))
+		}
+	}
+	c.corun, c.corunP99 = median(ratios), median(p99s)
+	if c.odi.Errors > 0 || c.base.Errors > 0 {
+		return c, fmt.Errorf("bench: load had errors: odi %d, baseline %d", c.odi.Errors, c.base.Errors)
+	}
+	return c, nil
+}
+
+func median(x []float64) float64 {
+	n := len(x)
+	if n == 0 {
+		return 0
+	}
+	slices.Sort(x)
+	if n%2 == 0 {
+		return (x[n/2-1] + x[n/2]) / 2
+	}
+	return x[n/2]
 }

@@ -50,7 +50,7 @@ func (s *Server) catalogInfos() []httpapi.CatalogInfo {
 	out := make([]httpapi.CatalogInfo, 0, len(s.ix.catalogs))
 	for _, c := range s.ix.catalogs {
 		out = append(out, httpapi.CatalogInfo{
-			Name: c.name, Version: c.version, Artifacts: len(c.entries), Bytes: c.bytes, Updated: c.updated.UTC(),
+			Name: c.name, Version: c.version, Artifacts: c.entries.len(), Bytes: c.bytes, Updated: c.updated.UTC(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

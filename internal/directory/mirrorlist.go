@@ -73,7 +73,7 @@ func (s *Server) mirrorList(name, p string, c *catIndex, e *entry, cl *client) *
 	var ok []candidate
 	var okMirrors, offMirrors []httpapi.Mirror
 	s.ix.mu.RLock()
-	if b, held := s.ix.blobs[e.digest]; held {
+	if b, held := s.ix.blobOf(e); held {
 		for _, slot := range s.ix.holders.get(b.set) {
 			rs := s.ix.relays[slot]
 			if rs == nil {

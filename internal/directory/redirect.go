@@ -1,10 +1,13 @@
 package directory
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
@@ -77,9 +80,8 @@ func redirectQuery(r *http.Request) (avoid string, kind requestKind) {
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, kind requestKind, name, p string, c *catIndex, e *entry, cl *client, avoid string) error {
 	var buf [16]candidate
 	cands := s.ix.route(c, e, cl, avoid, buf[:0])
-	h := w.Header()
-	h.Set("Digest", "sha-256="+e.digest.Base64())
 	if len(cands) == 0 {
+		w.Header().Set("Digest", "sha-256="+e.digest.Base64())
 		if err := s.serveSelf(w, r, p, *e); err != nil {
 			return err
 		}
@@ -90,28 +92,92 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, kind requestKi
 		return nil
 	}
 	pick := choose(cands, randFloat)
-	suffix := "/" + name + "/" + catalog.EscapePath(p) + "?sha256=" + e.digest.String()
-	h.Set("Location", cands[pick].url+suffix)
-	n := 0
-	for i := range cands {
-		if n == maxAlternates {
-			break
-		}
-		if i == pick || cands[i].factor == 0 {
-			continue
-		}
-		n++
-		h.Add("Link", "<"+cands[i].url+suffix+">; rel=duplicate; pri="+strconv.Itoa(n))
-	}
-	h.Set("Repr-Digest", "sha-256=:"+e.digest.Base64()+":")
-	h.Set("Cache-Control", "no-store")
-	h.Set(httpapi.HeaderVersion, strconv.FormatUint(e.version, 10))
+	setRedirectHeaders(w.Header(), name, catalog.EscapePath(p), e, cands, pick)
 	w.WriteHeader(http.StatusFound)
 	s.metrics.request(kind, outcomeRedirect)
 	if kind == kindDownload {
 		s.metrics.download(name)
 	}
 	return nil
+}
+
+// setRedirectHeaders writes the headers of a redirect to cands[pick].
+// Every redirect pays for them, so the values are built in one buffer and
+// stored under their canonical keys directly: two allocations instead of a
+// dozen.
+func setRedirectHeaders(h http.Header, name, esc string, e *entry, cands []candidate, pick int) {
+	var hexd [2 * len(e.digest)]byte
+	hex.Encode(hexd[:], e.digest[:])
+	var b64 [44]byte
+	base64.StdEncoding.Encode(b64[:], e.digest[:])
+	suffixLen := 1 + len(name) + 1 + len(esc) + len("?sha256=") + len(hexd)
+	size := len("sha-256=:") + 2*len(b64) + 32 + len(cands[pick].url) + suffixLen
+	links := 0
+	for i := range cands {
+		if links < maxAlternates && i != pick && cands[i].factor > 0 {
+			size += len(cands[i].url) + suffixLen + len("<>; rel=duplicate; pri=") + 1
+			links++
+		}
+	}
+	b := make([]byte, 0, size)
+	mark := func() int { return len(b) }
+	str := func(from, to int) string { return unsafe.String(&b[from], to-from) }
+	appendURL := func(base string) {
+		b = append(b, base...)
+		b = append(b, '/')
+		b = append(b, name...)
+		b = append(b, '/')
+		b = append(b, esc...)
+		b = append(b, "?sha256="...)
+		b = append(b, hexd[:]...)
+	}
+	locAt := mark()
+	appendURL(cands[pick].url)
+	locEnd := mark()
+	b = append(b, "sha-256=:"...)
+	b = append(b, b64[:]...)
+	b = append(b, ':')
+	reprEnd := mark()
+	b = append(b, "sha-256="...)
+	b = append(b, b64[:]...)
+	digestEnd := mark()
+	b = strconv.AppendUint(b, e.version, 10)
+	versionEnd := mark()
+	linkAt := make([]int, 0, maxAlternates+1)
+	linkAt = append(linkAt, versionEnd)
+	n := 0
+	for i := range cands {
+		if n == links {
+			break
+		}
+		if i == pick || cands[i].factor == 0 {
+			continue
+		}
+		n++
+		b = append(b, '<')
+		appendURL(cands[i].url)
+		b = append(b, ">; rel=duplicate; pri="...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		linkAt = append(linkAt, mark())
+	}
+	// b is never written again: its bytes can back the header strings.
+	vals := make([]string, 5+links)
+	vals[0] = str(locAt, locEnd)
+	vals[1] = str(locEnd, reprEnd)
+	vals[2] = str(reprEnd, digestEnd)
+	vals[3] = str(digestEnd, versionEnd)
+	vals[4] = "no-store"
+	for i := 0; i < links; i++ {
+		vals[5+i] = str(linkAt[i], linkAt[i+1])
+	}
+	h["Location"] = vals[0:1:1]
+	h["Repr-Digest"] = vals[1:2:2]
+	h["Digest"] = vals[2:3:3]
+	h[httpapi.HeaderVersion] = vals[3:4:4]
+	h["Cache-Control"] = vals[4:5:5]
+	if links > 0 {
+		h["Link"] = vals[5 : 5+links : 5+links]
+	}
 }
 
 // serveSelf sends the artifact's bytes from the directory's own store,

@@ -266,7 +266,7 @@ type candidate struct {
 // leaving out relay avoid, ranked and grouped for choose.
 func (ix *index) route(c *catIndex, e *entry, cl *client, avoid string, buf []candidate) []candidate {
 	ix.mu.RLock()
-	b, ok := ix.blobs[e.digest]
+	b, ok := ix.blobOf(e)
 	if ok {
 		for _, slot := range ix.holders.get(b.set) {
 			rs := ix.relays[slot]
