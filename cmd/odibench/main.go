@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/bench"
+	"github.com/opendistribution/odi/internal/config"
 )
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "length of each load run")
 	rounds := flag.Int("rounds", 2, "load runs per server and setting; the best counts")
 	profile := flag.String("profile", "", "write CPU profiles of the servers under load to this `folder`")
+	serveSizes := flag.String("serve-sizes", "4KiB,1MiB,64MiB", "file `sizes` for the serve benchmark")
 	flag.Parse()
 
 	cpus := planCPUs()
@@ -48,6 +50,14 @@ func main() {
 	opts := options{
 		out: *out, only: *only, artifacts: *artifacts, paths: *paths, syncArtifacts: *syncArtifacts,
 		dur: *dur, rounds: *rounds, cpus: cpus, profile: *profile,
+	}
+	for _, f := range strings.Split(*serveSizes, ",") {
+		n, err := config.ParseSize(f)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "odibench: -serve-sizes: %q is not a size\n", f)
+			os.Exit(2)
+		}
+		opts.serveSizes = append(opts.serveSizes, int64(n))
 	}
 	if err := run(ctx, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "odibench:", err)
@@ -62,6 +72,7 @@ type options struct {
 	rounds                          int
 	cpus                            bench.CPUs
 	profile                         string
+	serveSizes                      []int64
 }
 
 // planCPUs gives the last core to servers and the others to the load
@@ -145,7 +156,7 @@ func run(ctx context.Context, o options) error {
 	if want("serve") {
 		fmt.Fprintln(os.Stderr, "running serve benchmark")
 		if err := bench.Serve(ctx, root, bench.ServeOptions{
-			Sizes: []int64{4 << 10, 1 << 20, 64 << 20}, Duration: o.dur, Rounds: o.rounds, ODI: odi, CPUs: o.cpus,
+			Sizes: o.serveSizes, Duration: o.dur, Rounds: o.rounds, ODI: odi, CPUs: o.cpus,
 			ProfileDir: o.profile,
 		}, rep); err != nil {
 			return err

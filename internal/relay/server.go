@@ -72,6 +72,7 @@ type Server struct {
 	rep reporter
 
 	egress  *egress
+	files   *openFiles   // small blobs kept open for serving
 	seq     atomic.Int64 // last RelayState.Seq handed out
 	syncNow chan struct{}
 	beatNow chan struct{}
@@ -147,6 +148,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		beatNow:  make(chan struct{}, 1),
 		rep:      reporter{kicked: make(chan struct{}, 1)},
 		egress:   newEgress(int64(cfg.Bandwidth)),
+		files:    newOpenFiles(maxOpenFiles),
 	}
 	s.cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	if err := s.load(ctx); err != nil {
