@@ -41,6 +41,11 @@ type Options struct {
 	// relay come and go.
 	Heartbeat, ProbeInterval time.Duration
 	Logger                   *slog.Logger
+	// Directory and Relay, when set, adjust each node's configuration
+	// before it starts (relay i counts from 0, including relays added
+	// later with AddRelay).
+	Directory func(*config.Directory)
+	Relay     func(i int, cfg *config.Relay)
 }
 
 // Network is a running network.
@@ -51,6 +56,7 @@ type Network struct {
 	Relays    []*Relay
 	root      string
 	log       *slog.Logger
+	relayCfg  func(i int, cfg *config.Relay)
 }
 
 // Start brings up a network. Stop it with Close.
@@ -78,7 +84,7 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	}
 	var tok [12]byte
 	rand.Read(tok[:])
-	n := &Network{Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger}
+	n := &Network{Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger, relayCfg: opts.Relay}
 	if len(n.Catalogs) == 0 {
 		dir := filepath.Join(opts.Root, "sample")
 		if _, err := WriteSample(dir, opts.SampleSize); err != nil {
@@ -93,6 +99,9 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	dcfg.Catalogs = n.Catalogs
 	dcfg.Heartbeat = opts.Heartbeat
 	dcfg.ProbeInterval = opts.ProbeInterval
+	if opts.Directory != nil {
+		opts.Directory(&dcfg)
+	}
 	if p := dcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet directory")
 	}
@@ -117,6 +126,9 @@ func (n *Network) AddRelay(ctx context.Context, quota config.Size) (*Relay, erro
 	rcfg.Directory = n.Directory.URL
 	rcfg.EnrollToken = n.Token
 	rcfg.Quota = quota
+	if n.relayCfg != nil {
+		n.relayCfg(len(n.Relays), &rcfg)
+	}
 	if p := rcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet relay")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/geo"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
 )
 
 // testRelay is a relay as a routing test sets it up.
@@ -41,7 +42,7 @@ func newRouteServer(t testing.TB, gs *geoState, n int, relays ...testRelay) *rou
 	}
 	s := &Server{
 		cfg: config.DefaultDirectory(), log: slog.New(slog.DiscardHandler), now: time.Now,
-		ix: newIndex(), metrics: newMetrics(nil),
+		ix: newIndex(), metrics: newMetrics(nil), store: store.NewMem(),
 	}
 	s.cfg.PublicURL = "http://dir.test"
 	s.geo.Store(gs)

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"slices"
@@ -71,7 +72,12 @@ func (s *Server) mirrorList(name, p string, c *catIndex, e *entry, cl *client) *
 		list.Client.Address = cl.addr.String()
 	}
 	var ok []candidate
-	var okMirrors, offMirrors []httpapi.Mirror
+	type off struct {
+		m    httpapi.Mirror
+		near geo.Nearness
+	}
+	var okMirrors []httpapi.Mirror
+	var offMirrors []off
 	s.ix.mu.RLock()
 	if b, held := s.ix.blobOf(e); held {
 		for _, slot := range s.ix.holders.get(b.set) {
@@ -82,14 +88,18 @@ func (s *Server) mirrorList(name, p string, c *catIndex, e *entry, cl *client) *
 			near := geo.Rank(cl.loc, rs.route.loc)
 			m := httpapi.Mirror{
 				RelayID: rs.row.ID, URL: rs.row.PublicURL + suffix, Location: rs.route.loc,
-				Nearness: near, Reason: near.Reason(), State: s.stateNameLocked(rs), InRotation: rs.inRotation,
+				Tier: near.Tier.String(), Reason: near.Reason(), State: s.stateNameLocked(rs), InRotation: rs.inRotation,
+			}
+			if near.HasKm {
+				km := math.Round(near.Km)
+				m.DistanceKm = &km
 			}
 			if v := judgeLocked(rs, slot, c, e, cl, ""); v != verdictOK {
 				m.Why = whyNot(v, rs, c)
-				offMirrors = append(offMirrors, m)
+				offMirrors = append(offMirrors, off{m, near})
 				continue
 			}
-			ok = append(ok, candidate{id: rs.row.ID, weight: rs.route.weight, factor: rs.route.factor(), near: near})
+			ok = append(ok, candidate{id: rs.row.ID, weight: rs.route.weight, load: rs.route.load, factor: rs.route.factor(), near: near})
 			okMirrors = append(okMirrors, m)
 		}
 	}
@@ -111,8 +121,10 @@ func (s *Server) mirrorList(name, p string, c *catIndex, e *entry, cl *client) *
 		}
 		list.Mirrors = append(list.Mirrors, m)
 	}
-	slices.SortStableFunc(offMirrors, func(a, b httpapi.Mirror) int { return a.Nearness.Compare(b.Nearness) })
-	list.Mirrors = append(list.Mirrors, offMirrors...)
+	slices.SortStableFunc(offMirrors, func(a, b off) int { return a.near.Compare(b.near) })
+	for _, o := range offMirrors {
+		list.Mirrors = append(list.Mirrors, o.m)
+	}
 	return list
 }
 

@@ -27,11 +27,11 @@ import (
 // so no relay is herded onto after a restart; a relay that just joined the
 // rotation is also ramped in over rampTime.
 //
-// Load moves traffic outwards smoothly: a relay's factor falls from 1 to 0
-// as its reported rate goes from loadKnee of its bandwidth cap to the cap.
-// Its weight inside the group is scaled by the factor, and the group keeps
-// a download with the chance of its best factor; the rest spills to the
-// next group. A relay over its cap therefore gets no traffic while any
+// Load moves traffic outwards smoothly: a relay's load factor falls from 1
+// to 0 as its reported rate goes from loadKnee of its bandwidth cap to the
+// cap. Its weight inside the group is scaled by that factor (and by its
+// ramp), and the group keeps a download with the chance of its best load
+// factor; the rest spills to the next group. A relay over its cap therefore gets no traffic while any
 // relay with headroom can take it; only when every relay is full are
 // downloads spread by nominal weight over the nearest group (each relay's
 // token bucket still holds it to its cap).
@@ -257,6 +257,7 @@ type candidate struct {
 	id     string
 	url    string
 	weight float64 // nominal
+	load   float64 // 0..1 from the relay's rate against its cap
 	factor float64 // load × ramp, 0..1
 	near   geo.Nearness
 	group  int // candidates with the same group are as near as each other
@@ -275,7 +276,7 @@ func (ix *index) route(c *catIndex, e *entry, cl *client, avoid string, buf []ca
 			}
 			buf = append(buf, candidate{
 				id: rs.row.ID, url: rs.row.PublicURL,
-				weight: rs.route.weight, factor: rs.route.factor(),
+				weight: rs.route.weight, load: rs.route.load, factor: rs.route.factor(),
 				near: geo.Rank(cl.loc, rs.route.loc),
 			})
 		}
@@ -343,12 +344,14 @@ func choose(c []candidate, rnd func() float64) int {
 	return pick(c[:j], w, false, rnd)
 }
 
-// groupEnd returns the end of the group starting at i, its best factor
-// and its effective weight.
+// groupEnd returns the end of the group starting at i, the best load
+// factor in it (the chance the group keeps a download) and its effective
+// weight. The ramp weighs only inside the group: it shares a returning
+// relay's clients with its peers, it does not send them further away.
 func groupEnd(c []candidate, i int) (end int, best, eff float64) {
 	j := i
 	for ; j < len(c) && c[j].group == c[i].group; j++ {
-		best = max(best, c[j].factor)
+		best = max(best, c[j].load)
 		eff += c[j].weight * c[j].factor
 	}
 	return j, best, eff

@@ -79,7 +79,11 @@ type Mirror struct {
 	// URL is the artifact on this relay.
 	URL      string       `json:"url"`
 	Location geo.Location `json:"location,omitzero"`
-	Nearness geo.Nearness `json:"nearness"`
+	// Tier is the nearness tier (same_network, same_region, same_country,
+	// same_continent, distance, other_continent, unknown) and DistanceKm
+	// the great-circle distance when both places are known.
+	Tier       string   `json:"tier"`
+	DistanceKm *float64 `json:"distance_km,omitempty"`
 	// Reason says why the relay ranks where it does ("same country DE").
 	Reason string `json:"reason"`
 	// State is the relay's health (ready, syncing, down); InRotation

@@ -13,11 +13,11 @@ import (
 //
 // The stamp check stays whole: every use fstats the open file and compares
 // its stamp with the one recorded when the blob was verified, exactly as a
-// fresh open would. What an open descriptor cannot see by itself is the
-// file being replaced or deleted under its name; its link count can (zero
-// once unlinked), and such an entry is dropped and the name opened again,
-// which then goes through the usual checks. Until then the descriptor
-// still reads the bytes that were verified.
+// fresh open would. A file replaced or deleted under its name is seen too:
+// unlinking changes the old file's ctime (part of the stamp) and drops its
+// link count to zero, and such an entry is dropped and the name opened
+// again, which then goes through the usual checks. Until then the
+// descriptor could only read the bytes that were verified.
 //
 // Entries are shared by concurrent requests, so they are read with ReadAt
 // only, never through the file offset; each user holds a reference and the
