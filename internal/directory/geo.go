@@ -61,7 +61,7 @@ func (s *Server) ReloadGeo(cfg config.Directory) error {
 		}
 	}
 	s.ix.mu.Unlock()
-	s.log.Info("geo data reloaded", "databases", len(gs.dbInfo()), "ranges", gs.res != nil)
+	s.log.Info("geo data reloaded", "databases", len(gs.dbInfo()), "ranges", len(cfg.Ranges), "trusted_proxies", len(gs.proxies))
 	return nil
 }
 

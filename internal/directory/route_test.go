@@ -374,3 +374,30 @@ func TestEnrollmentRefusesBadRoutingSettings(t *testing.T) {
 		t.Errorf("good settings refused: %v", p)
 	}
 }
+
+// SIGHUP: new ranges (or databases) move relays and clients at once.
+func TestReloadGeoPlacesRelaysAgain(t *testing.T) {
+	s := newRouteServer(t, testGeo(t), 3, testRelay{id: "r", url: "http://10.1.0.10"})
+	list := mirrorList(t, s, s.paths[0], "10.1.0.99:1")
+	if list.Mirrors[0].Reason != "same network AS64500" {
+		t.Fatalf("before reload: %s", list.Mirrors[0].Reason)
+	}
+	f := func(v float64) *float64 { return &v }
+	if err := s.ReloadGeo(config.Directory{Ranges: []config.Range{
+		{CIDR: "10.1.0.0/24", Region: "lab", Country: "DE"},
+		{CIDR: "10.1.0.99/32", Region: "lab", Country: "DE", Lat: f(52), Lon: f(13)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	list = mirrorList(t, s, s.paths[0], "10.1.0.99:1")
+	if list.Mirrors[0].Reason != "same region lab" || list.Mirrors[0].Location.Region != "lab" {
+		t.Errorf("after reload: %+v", list.Mirrors[0])
+	}
+	// A reload with bad settings keeps what runs.
+	if err := s.ReloadGeo(config.Directory{Ranges: []config.Range{{CIDR: "nonsense"}}}); err == nil {
+		t.Error("bad ranges accepted")
+	}
+	if list = mirrorList(t, s, s.paths[0], "10.1.0.99:1"); list.Mirrors[0].Reason != "same region lab" {
+		t.Errorf("after a refused reload: %s", list.Mirrors[0].Reason)
+	}
+}
