@@ -30,6 +30,10 @@ func main() {
 		serveMap(os.Args[2:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "serve-bytes" {
+		serveBytes(os.Args[2:])
+		return
+	}
 	out := flag.String("out", "bench-results/bench.json", "write JSON results to this `file`")
 	only := flag.String("run", "", "run only benchmarks whose name contains this (redirect, serve, sha256, sync)")
 	artifacts := flag.Int("redirect-artifacts", 1_000_000, "catalog size for the redirect benchmark")
@@ -156,7 +160,7 @@ func run(ctx context.Context, o options) error {
 	if want("serve") {
 		fmt.Fprintln(os.Stderr, "running serve benchmark")
 		if err := bench.Serve(ctx, root, bench.ServeOptions{
-			Sizes: o.serveSizes, Duration: o.dur, Rounds: o.rounds, ODI: odi, CPUs: o.cpus,
+			Sizes: o.serveSizes, Duration: o.dur, Self: self, Rounds: o.rounds, ODI: odi, CPUs: o.cpus,
 			ProfileDir: o.profile,
 		}, rep); err != nil {
 			return err
@@ -189,6 +193,20 @@ func serveMap(args []string) {
 	defer stop()
 	if err := bench.ServeMap(ctx, *listen, *file, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "odibench serve-map:", err)
+		os.Exit(1)
+	}
+}
+
+// serveBytes runs the serving benchmark's floor (a child of the suite).
+func serveBytes(args []string) {
+	fs := flag.NewFlagSet("serve-bytes", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "`address` to serve on")
+	size := fs.Int64("size", 4096, "body `bytes`")
+	fs.Parse(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench.ServeBytes(ctx, *listen, *size, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "odibench serve-bytes:", err)
 		os.Exit(1)
 	}
 }

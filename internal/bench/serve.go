@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ type ServeOptions struct {
 	Duration time.Duration
 	Rounds   int
 	ODI      string
+	Self     string // the odibench binary, which serves the net/http floor
 	CPUs     CPUs
 	// ProfileDir, when set, receives CPU profiles of the relay under load.
 	ProfileDir string
@@ -118,6 +120,23 @@ func Serve(ctx context.Context, root string, opts ServeOptions, rep *Report) err
 		if err != nil {
 			return err
 		}
+		// The floor: bare net/http answering from memory, loaded alone.
+		floor, floorURL, err := startProc(command(ctx, opts.CPUs.Server, opts.Self, "serve-bytes", "-size", strconv.FormatInt(size, 10)))
+		if err != nil {
+			return err
+		}
+		var bestFloor Load
+		for round := 0; round < opts.Rounds; round++ {
+			l, err := w.run(ctx, floorURL, conns, opts.Duration, "", floor)
+			if err != nil {
+				floor.stop()
+				return err
+			}
+			if l.RPS() > bestFloor.RPS() {
+				bestFloor = l
+			}
+		}
+		floor.stop()
 		rep.Add(fmt.Sprintf("serve/%s/%dconns", sizeName(size), conns),
 			Metric{"odi_rps", c.odi.RPS(), "req/s"},
 			Metric{"nginx_rps", c.base.RPS(), "req/s"},
@@ -130,6 +149,10 @@ func Serve(ctx context.Context, root string, opts ServeOptions, rep *Report) err
 			Metric{"nginx_p99", ms(c.base.P99), "ms"},
 			Metric{"odi_server_cpu", c.odi.CPUShare(), "cores"},
 			Metric{"nginx_server_cpu", c.base.CPUShare(), "cores"},
+			Metric{"nethttp_floor_rps", bestFloor.RPS(), "req/s"},
+			Metric{"floor_ratio", bestFloor.RPS() / c.base.RPS(), "x"},
+			Metric{"odi_vs_floor", c.odi.RPS() / bestFloor.RPS(), "x"},
+			Metric{"odi_vs_floor_per_cpu", c.odi.PerCPUSecond() / bestFloor.PerCPUSecond(), "x"},
 		)
 	}
 	return nil
