@@ -39,5 +39,7 @@ build:
 demo:
 	$(GO) run ./cmd/odi dev
 
+# Not run by CI: it needs Linux, two or more cores, wrk and nginx (installed with
+# apt-get when run as root), and takes about ten minutes. See doc/performance.md.
 bench:
 	$(GO) run ./cmd/odibench -out bench-results/bench.json

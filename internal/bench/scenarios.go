@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,84 +64,6 @@ func startNetwork(ctx context.Context, root, dir string, relays int) (*devnet.Ne
 	}
 	return n, nil
 }
-
-// RedirectOptions shape the redirect benchmark.
-type RedirectOptions struct {
-	Artifacts int
-	Conns     []int
-	Duration  time.Duration
-}
-
-// Redirect measures the directory's redirects against a bare net/http
-// server answering 302 from a Go map, both on loopback in this process.
-func Redirect(ctx context.Context, root string, opts RedirectOptions, rep *Report) error {
-	dir := filepath.Join(root, "redirect-catalog")
-	paths, err := writeFiles(dir, opts.Artifacts, 16, 64)
-	if err != nil {
-		return err
-	}
-	n, err := startNetwork(ctx, filepath.Join(root, "redirect"), dir, 3)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-
-	odiURLs := make([]string, len(paths))
-	locations := make(map[string]string, len(paths))
-	for i, p := range paths {
-		esc := catalog.EscapePath(p)
-		odiURLs[i] = n.Directory.URL + "/r/bench/" + esc
-		locations["/r/bench/"+esc] = n.Relays[i%3].URL + "/bench/" + esc
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	base := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		loc, ok := locations[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Location", loc)
-		w.WriteHeader(http.StatusFound)
-	})}
-	go base.Serve(ln)
-	defer base.Close()
-	baseURLs := make([]string, len(paths))
-	for i, u := range odiURLs {
-		baseURLs[i] = "http://" + ln.Addr().String() + strings.TrimPrefix(u, n.Directory.URL)
-	}
-
-	for _, conns := range opts.Conns {
-		// Alternate the two servers and keep each one's best run, so a
-		// burst of noise from the shared machine hits both alike.
-		var bestBase, bestODI Load
-		for round := 0; round < 2; round++ {
-			if l := RunLoad(ctx, baseURLs, conns, opts.Duration, http.StatusFound); l.RPS() > bestBase.RPS() {
-				bestBase = l
-			}
-			if l := RunLoad(ctx, odiURLs, conns, opts.Duration, http.StatusFound); l.RPS() > bestODI.RPS() {
-				bestODI = l
-			}
-		}
-		if bestODI.Errors > 0 || bestBase.Errors > 0 {
-			return fmt.Errorf("bench: redirect load had errors: odi %d, baseline %d", bestODI.Errors, bestBase.Errors)
-		}
-		rep.Add(fmt.Sprintf("redirect/%dartifacts/%dconns", opts.Artifacts, conns),
-			Metric{"odi_rps", bestODI.RPS(), "req/s"},
-			Metric{"baseline_rps", bestBase.RPS(), "req/s"},
-			Metric{"rps_ratio", bestODI.RPS() / bestBase.RPS(), "x"},
-			Metric{"odi_p50", ms(bestODI.P50), "ms"},
-			Metric{"odi_p99", ms(bestODI.P99), "ms"},
-			Metric{"baseline_p99", ms(bestBase.P99), "ms"},
-			Metric{"p99_ratio", ms(bestODI.P99) / ms(bestBase.P99), "x"},
-		)
-	}
-	return nil
-}
-
-func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // SyncOptions shape the relay sync benchmark.
 type SyncOptions struct {

@@ -90,6 +90,13 @@ func ParseRequestPath(escaped string) (string, error) {
 	if len(escaped) > 3*MaxPathLen {
 		return "", &PathError{Path: escaped, Reason: "longer than 4096 bytes"}
 	}
+	if strings.IndexByte(escaped, '%') < 0 {
+		// Nothing to unescape, as in most requests: no copy.
+		if err := ValidatePath(escaped); err != nil {
+			return "", err
+		}
+		return escaped, nil
+	}
 	var b strings.Builder
 	b.Grow(len(escaped))
 	first := true

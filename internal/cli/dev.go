@@ -110,6 +110,7 @@ func printDevBanner(ctx context.Context, w io.Writer, n *devnet.Network, took ti
 	fmt.Fprintf(w, "\nTry it:\n\n")
 	fmt.Fprintf(w, "  curl -L -O %s/r/%s\n", n.Directory.URL, example)
 	fmt.Fprintf(w, "  curl -sI %s/r/%s    # the 302 to a relay\n", n.Directory.URL, example)
+	fmt.Fprintf(w, "  %s/r/%s?mirrorlist    # the relays, ranked for you (JSON with Accept: application/json)\n", n.Directory.URL, example)
 	fmt.Fprintf(w, "  curl -s %s/api/v1/status\n", n.Directory.URL)
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n")
 }

@@ -72,6 +72,9 @@ func runDirectory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				}
 				log.Info("reloading: rescanning catalogs")
 				srv.Reload(next.Catalogs)
+				if err := srv.ReloadGeo(next); err != nil {
+					log.Error("geo data not reloaded; keeping the running databases and ranges", "err", err)
+				}
 			}
 		}
 	}()

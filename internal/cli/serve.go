@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,10 +62,15 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// adminHandler serves /metrics and whatever else the daemon adds.
+// adminHandler serves /metrics, the Go profiler under /debug/pprof/ (the
+// admin listener is for operators only) and whatever else the daemon adds.
 func adminHandler(reg *prometheus.Registry, extra func(mux *http.ServeMux)) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if extra != nil {
 		extra(mux)
 	}

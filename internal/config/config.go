@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/geo"
 )
 
 // CatalogSource publishes the files under a folder as a catalog.
@@ -64,7 +65,19 @@ type Directory struct {
 	// from which an artifact gets extra replicas.
 	HotThreshold float64       `toml:"hot_threshold"`
 	HotHalfLife  time.Duration `toml:"hot_half_life"`
-	Log          Log           `toml:"log"`
+	// GeoIPDB is a MaxMind-format City or Country database and ASNDB an
+	// ASN database (GeoLite2, GeoIP2, DB-IP Lite); either may be empty.
+	// They tell where clients and relays are; SIGHUP reopens them.
+	GeoIPDB string `toml:"geoip_db"`
+	ASNDB   string `toml:"asn_db"`
+	// Ranges place client addresses where no database applies, or pin
+	// what a database gets wrong.
+	Ranges []Range `toml:"range"`
+	// TrustedProxies are the addresses or prefixes of reverse proxies in
+	// front of the directory: only from them are X-Forwarded-For and
+	// X-Forwarded-Proto believed.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	Log            Log      `toml:"log"`
 }
 
 // Log configures logging.
@@ -105,6 +118,10 @@ func (d *Directory) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&d.Replicas, "replicas", d.Replicas, "relays that should hold each part of a catalog")
 	fs.Float64Var(&d.HotThreshold, "hot-threshold", d.HotThreshold, "decayed downloads from which an artifact gets extra replicas")
 	fs.DurationVar(&d.HotHalfLife, "hot-half-life", d.HotHalfLife, "half-life of the download counts that find hot artifacts")
+	fs.StringVar(&d.GeoIPDB, "geoip-db", d.GeoIPDB, "MaxMind-format City or Country database `file`")
+	fs.StringVar(&d.ASNDB, "asn-db", d.ASNDB, "MaxMind-format ASN database `file`")
+	fs.Var(&rangeFlag{list: &d.Ranges}, "range", "place client addresses (`CIDR,region=R,country=C,continent=C,lat=X,lon=Y,asn=N`; repeatable)")
+	fs.Var(&listFlag{list: &d.TrustedProxies}, "trusted-proxy", "reverse proxy `address or CIDR` whose X-Forwarded-For is believed (repeatable)")
 	d.Log.flags(fs)
 }
 
@@ -176,8 +193,30 @@ func (d *Directory) Validate() Problems {
 		p.Addf("hot-threshold: must be positive")
 	}
 	checkPositive(&p, "hot-half-life", d.HotHalfLife)
+	// Open the databases now, so a wrong path or a swapped City/ASN file
+	// is refused at start (or on reload), not found at the first client.
+	checkDB(&p, "geoip-db", d.GeoIPDB, "")
+	checkDB(&p, "asn-db", "", d.ASNDB)
+	checkRanges(&p, d.Ranges)
+	if _, err := ParseProxies(d.TrustedProxies); err != nil {
+		for _, e := range unjoin(err) {
+			p.Addf("%v", e)
+		}
+	}
 	d.Log.Check(&p)
 	return p
+}
+
+func checkDB(p *Problems, field, geoPath, asnPath string) {
+	if geoPath == "" && asnPath == "" {
+		return
+	}
+	db, err := geo.Open(geoPath, asnPath)
+	if err != nil {
+		p.Addf("%s: %v", field, err)
+		return
+	}
+	db.Close()
 }
 
 // Check adds l's problems to p.

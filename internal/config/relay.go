@@ -42,7 +42,26 @@ type Relay struct {
 	// PullThroughMax is the largest artifact pulled through; larger ones
 	// are left to the directory.
 	PullThroughMax Size `toml:"pull_through_max"`
-	Log            Log  `toml:"log"`
+
+	// Location overrides, field by field, what the directory's databases
+	// say of the public URL's address.
+	Location Place `toml:"location"`
+	// Weight is the relay's share of traffic relative to relays as near;
+	// zero means derived from Bandwidth (its Mbit/s, or 100 without a cap).
+	Weight float64 `toml:"weight"`
+	// OnlyCountries and OnlyASNs, when set, restrict the clients the relay
+	// is offered to: a client must be in one of the countries or one of
+	// the networks. ExcludeCountries and ExcludeASNs are never sent here.
+	OnlyCountries    []string `toml:"only_countries"`
+	ExcludeCountries []string `toml:"exclude_countries"`
+	OnlyASNs         []uint32 `toml:"only_asns"`
+	ExcludeASNs      []uint32 `toml:"exclude_asns"`
+	// IPv4 and IPv6 say whether clients can reach the public URL over each
+	// family: auto (the directory resolves the URL's host), yes or no.
+	IPv4 string `toml:"ipv4"`
+	IPv6 string `toml:"ipv6"`
+
+	Log Log `toml:"log"`
 }
 
 // DefaultRelay returns a Relay with every default filled in.
@@ -53,6 +72,8 @@ func DefaultRelay() Relay {
 		SyncConcurrency: 8,
 		ScrubInterval:   7 * 24 * time.Hour,
 		PullThroughMax:  1 << 30,
+		IPv4:            ReachAuto,
+		IPv6:            ReachAuto,
 		Log:             Log{Level: "info", Format: "text"},
 	}
 }
@@ -74,6 +95,19 @@ func (r *Relay) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&r.ScrubInterval, "scrub-interval", r.ScrubInterval, "re-verify every held blob within this `duration`")
 	fs.BoolVar(&r.PullThrough, "pull-through", r.PullThrough, "fetch artifacts clients ask for that the relay does not hold, instead of sending them back")
 	fs.Var(&r.PullThroughMax, "pull-through-max", "largest artifact pulled through (`SIZE`)")
+	fs.StringVar(&r.Location.Country, "country", r.Location.Country, "`country` the relay is in (ISO code: DE), overriding GeoIP")
+	fs.StringVar(&r.Location.Continent, "continent", r.Location.Continent, "`continent` the relay is in (AF AN AS EU NA OC SA)")
+	fs.StringVar(&r.Location.Region, "region", r.Location.Region, "`region` name matching the directory's ranges")
+	fs.Var(floatFlag{&r.Location.Lat}, "lat", "latitude of the relay in `degrees`")
+	fs.Var(floatFlag{&r.Location.Lon}, "lon", "longitude of the relay in `degrees`")
+	fs.Var(asnFlag{&r.Location.ASN}, "asn", "AS `number` announcing the relay's address")
+	fs.Float64Var(&r.Weight, "weight", r.Weight, "share of traffic among relays as near (default: from --bandwidth)")
+	fs.Var(&listFlag{list: &r.OnlyCountries}, "only-countries", "serve only clients in these `countries` (DE,AT,...)")
+	fs.Var(&listFlag{list: &r.ExcludeCountries}, "exclude-countries", "never serve clients in these `countries`")
+	fs.Var(&asnListFlag{list: &r.OnlyASNs}, "only-asns", "serve only clients in these `networks` (AS numbers)")
+	fs.Var(&asnListFlag{list: &r.ExcludeASNs}, "exclude-asns", "never serve clients in these `networks`")
+	fs.StringVar(&r.IPv4, "ipv4", r.IPv4, "reachable over IPv4: `auto`, yes or no")
+	fs.StringVar(&r.IPv6, "ipv6", r.IPv6, "reachable over IPv6: `auto`, yes or no")
 	r.Log.flags(fs)
 }
 
@@ -122,6 +156,17 @@ func (r *Relay) Validate() Problems {
 	checkPositive(&p, "scrub-interval", r.ScrubInterval)
 	if r.PullThroughMax < 0 {
 		p.Addf("pull-through-max: must not be negative")
+	}
+	r.Location.check(&p, "location")
+	if !(r.Weight >= 0) || r.Weight > 1e6 {
+		p.Addf("weight: %v is not between 0 and 1000000", r.Weight)
+	}
+	checkCountries(&p, "only-countries", r.OnlyCountries)
+	checkCountries(&p, "exclude-countries", r.ExcludeCountries)
+	checkReach(&p, "ipv4", r.IPv4)
+	checkReach(&p, "ipv6", r.IPv6)
+	if r.IPv4 == ReachNo && r.IPv6 == ReachNo {
+		p.Addf("ipv4, ipv6: a relay reachable over neither family can serve nobody")
 	}
 	r.Log.Check(&p)
 	return p

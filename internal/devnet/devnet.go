@@ -50,6 +50,11 @@ type Options struct {
 	// (benchmarks count the bytes relays receive with it).
 	RelayTransport http.RoundTripper
 	Logger         *slog.Logger
+	// Directory and Relay, when set, adjust each node's configuration
+	// before it starts (relay i counts from 0, including relays added
+	// later with AddRelay).
+	Directory func(*config.Directory)
+	Relay     func(i int, cfg *config.Relay)
 }
 
 // Network is a running network.
@@ -63,6 +68,7 @@ type Network struct {
 	Relays     []*Relay
 	root       string
 	log        *slog.Logger
+	relayCfg   func(i int, cfg *config.Relay)
 }
 
 // Start brings up a network. Stop it with Close.
@@ -90,7 +96,7 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	}
 	var tok [12]byte
 	rand.Read(tok[:])
-	n := &Network{opts: opts, Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger}
+	n := &Network{opts: opts, Token: hex.EncodeToString(tok[:]), Catalogs: opts.Catalogs, root: opts.Root, log: opts.Logger, relayCfg: opts.Relay}
 	n.AdminToken = n.Token + "-admin-token"
 	if len(n.Catalogs) == 0 {
 		dir := filepath.Join(opts.Root, "sample")
@@ -116,6 +122,9 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	if opts.HotThreshold > 0 {
 		dcfg.HotThreshold = opts.HotThreshold
 	}
+	if opts.Directory != nil {
+		opts.Directory(&dcfg)
+	}
 	if p := dcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet directory")
 	}
@@ -140,6 +149,9 @@ func (n *Network) AddRelay(ctx context.Context, quota config.Size) (*Relay, erro
 	rcfg.Directory = n.Directory.URL
 	rcfg.EnrollToken = n.Token
 	rcfg.Quota = quota
+	if n.relayCfg != nil {
+		n.relayCfg(len(n.Relays), &rcfg)
+	}
 	if p := rcfg.Validate(); len(p) > 0 {
 		return nil, p.Err("devnet relay")
 	}

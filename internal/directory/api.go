@@ -57,7 +57,7 @@ func (s *Server) catalogInfos() []httpapi.CatalogInfo {
 	out := make([]httpapi.CatalogInfo, 0, len(s.ix.catalogs))
 	for _, c := range s.ix.catalogs {
 		out = append(out, httpapi.CatalogInfo{
-			Name: c.name, Version: c.version, Artifacts: len(c.entries), Bytes: c.bytes, Updated: c.updated.UTC(),
+			Name: c.name, Version: c.version, Artifacts: c.entries.len(), Bytes: c.bytes, Updated: c.updated.UTC(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -83,21 +83,11 @@ func (s *Server) Status() httpapi.DirectoryStatus {
 				vs[name] = v
 			}
 		}
-		state := httpapi.StateEnrolled
-		switch {
-		case rs.lastHeartbeat.IsZero():
-		case !rs.inRotation && rs.probeFails >= probeFailLimit, !rs.inRotation && s.now().Sub(rs.lastHeartbeat) > 3*s.cfg.Heartbeat:
-			state = httpapi.StateDown
-		case rs.reported == httpapi.StateReady:
-			state = httpapi.StateReady
-		default:
-			state = httpapi.StateSyncing
-		}
 		st.Relays = append(st.Relays, httpapi.RelayInfo{
-			ID: rs.row.ID, PublicURL: rs.row.PublicURL, State: state, InRotation: rs.inRotation, Reason: rs.reason,
+			ID: rs.row.ID, PublicURL: rs.row.PublicURL, State: s.stateNameLocked(rs), InRotation: rs.inRotation, Reason: rs.reason,
 			Quota: rs.row.Quota, Bandwidth: rs.row.Bandwidth, Held: rs.held, Versions: vs,
 			LastSeen: rs.lastHeartbeat.UTC(), Problems: rs.problems, DiskUsed: rs.diskUsed,
-			Share: s.shareBytesLocked(rs.row.ID),
+			Share: s.shareBytesLocked(rs.row.ID), RelayRouting: rs.route.info(),
 		})
 	}
 	s.ix.mu.RUnlock()

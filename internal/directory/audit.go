@@ -47,19 +47,17 @@ func (ix *index) pickSampleLocked(slot uint16) (auditSample, bool) {
 		if int(slot) >= len(c.relayVersion) || c.relayVersion[slot] == 0 {
 			continue
 		}
-		tries := 0
-		// Map iteration starts at a random entry: a random sample.
-		for p, e := range c.entries {
-			if tries++; tries > 256 {
-				break
+		recs := c.entries.recs
+		for tries := 0; tries < 256 && len(recs) > 0; tries++ {
+			r := &recs[rand.IntN(len(recs))]
+			if r.plen == 0 || r.size == 0 || r.version > c.relayVersion[slot] {
+				continue // a free record, an empty file or one too new
 			}
-			if e.size == 0 || e.version > c.relayVersion[slot] {
-				continue
-			}
-			b := ix.blobs[e.digest]
+			b := &ix.blobs.recs[r.blob]
 			for _, h := range ix.holders.get(b.set) {
 				if h == slot {
-					return auditSample{catalog: c.name, path: p, e: e}, true
+					e := entry{digest: b.digest, size: r.size, mtime: r.mtime, version: r.version, blob: r.blob}
+					return auditSample{catalog: c.name, path: string(c.entries.path(r)), e: e}, true
 				}
 			}
 		}

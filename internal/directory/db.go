@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/sqlitedb"
 )
 
@@ -104,6 +106,9 @@ ALTER TABLE catalogs ADD COLUMN shard_bits INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE relays ADD COLUMN labels TEXT NOT NULL DEFAULT '';
 CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);`,
 	Fn: backfillPathHashes,
+}, sqlitedb.Step{
+	// settings are a relay operator's routing choices (httpapi.RelaySettings).
+	SQL: `ALTER TABLE relays ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';`,
 })
 
 // phashOf is the phash column of path.
@@ -439,16 +444,22 @@ type relayRow struct {
 	Drained     bool
 	DrainReason string
 	Labels      []string
+	// Settings are the operator's routing choices, stored as JSON.
+	Settings httpapi.RelaySettings
 }
 
 func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	settings, err := json.Marshal(r.Settings)
+	if err != nil {
+		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels, settings)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET public_url = excluded.public_url, quota = excluded.quota, bandwidth = excluded.bandwidth,
 			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen,
-			drained = excluded.drained, drain_reason = excluded.drain_reason, labels = excluded.labels`,
+			drained = excluded.drained, drain_reason = excluded.drain_reason, labels = excluded.labels, settings = excluded.settings`,
 		r.ID, r.PublicKey, r.PublicURL, r.Quota, r.Bandwidth, strings.Join(r.Catalogs, ","), r.Software,
-		r.Enrolled.UnixNano(), r.LastSeen.UnixNano(), r.Drained, r.DrainReason, strings.Join(r.Labels, ","))
+		r.Enrolled.UnixNano(), r.LastSeen.UnixNano(), r.Drained, r.DrainReason, strings.Join(r.Labels, ","), string(settings))
 	if err != nil {
 		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
 	}
@@ -456,7 +467,7 @@ func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
 }
 
 func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels FROM relays ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels, settings FROM relays ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("directory: list relays: %w", err)
 	}
@@ -464,10 +475,13 @@ func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
 	var out []relayRow
 	for rows.Next() {
 		var r relayRow
-		var cats, labels string
+		var cats, labels, settings string
 		var enrolled, seen int64
-		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen, &r.Drained, &r.DrainReason, &labels); err != nil {
+		if err := rows.Scan(&r.ID, &r.PublicKey, &r.PublicURL, &r.Quota, &r.Bandwidth, &cats, &r.Software, &enrolled, &seen, &r.Drained, &r.DrainReason, &labels, &settings); err != nil {
 			return nil, fmt.Errorf("directory: list relays: %w", err)
+		}
+		if err := json.Unmarshal([]byte(settings), &r.Settings); err != nil {
+			return nil, fmt.Errorf("directory: list relays: %s: settings: %w", r.ID, err)
 		}
 		if cats != "" {
 			r.Catalogs = strings.Split(cats, ",")

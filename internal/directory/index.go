@@ -17,13 +17,16 @@ import (
 // catalog version v is sent to relay r only if r holds the record's digest
 // and has applied the catalog's change log up to at least v (so r's own
 // view of the path is that same digest).
+//
+// There may be ten million artifacts: paths and records live in the flat,
+// pointer-free tables of table.go.
 type index struct {
 	mu       sync.RWMutex
-	catalogs map[string]*catIndex         // guarded by mu
-	blobs    map[catalog.Digest]blobState // guarded by mu
-	holders  *holderSets                  // guarded by mu
-	relays   []*relayState                // by slot, nil when free; guarded by mu
-	byID     map[string]*relayState       // guarded by mu
+	catalogs map[string]*catIndex   // guarded by mu
+	blobs    *blobTable             // per distinct digest in use; guarded by mu
+	holders  *holderSets            // guarded by mu
+	relays   []*relayState          // by slot, nil when free; guarded by mu
+	byID     map[string]*relayState // guarded by mu
 	// shares is each relay's part of the current placement; guarded by mu.
 	shares map[string]placement.Assignment
 }
@@ -33,7 +36,7 @@ type catIndex struct {
 	id      int64
 	version uint64 // applied to entries; what relays may sync to
 	updated time.Time
-	entries map[string]entry
+	entries *pathTable
 	bytes   int64
 	// relayVersion[slot] is the version relay slot has applied.
 	relayVersion []uint64
@@ -46,26 +49,21 @@ type catIndex struct {
 	labels     []string
 }
 
-// entry is one artifact in the index. It is kept small: there may be ten
-// million of them.
+// entry is an artifact as lookup returns it: a copy, valid after the lock
+// is released. blob is the digest's record in the blob table at the time;
+// it must be checked against digest before use under a later lock.
 type entry struct {
 	digest  catalog.Digest
 	size    int64
 	mtime   int64 // Unix nanoseconds
 	version uint64
-}
-
-// blobState is per distinct digest: how many entries use it and which
-// relays hold it.
-type blobState struct {
-	refs uint32
-	set  uint32
+	blob    uint32
 }
 
 func newIndex() *index {
 	return &index{
 		catalogs: make(map[string]*catIndex),
-		blobs:    make(map[catalog.Digest]blobState),
+		blobs:    newBlobTable(),
 		holders:  newHolderSets(),
 		byID:     make(map[string]*relayState),
 		shares:   make(map[string]placement.Assignment),
@@ -80,7 +78,7 @@ func (ix *index) addCatalog(name string, id int64) *catIndex {
 	if c, ok := ix.catalogs[name]; ok {
 		return c
 	}
-	c := &catIndex{name: name, id: id, entries: make(map[string]entry), relayVersion: make([]uint64, len(ix.relays))}
+	c := &catIndex{name: name, id: id, entries: newPathTable(), relayVersion: make([]uint64, len(ix.relays))}
 	ix.catalogs[name] = c
 	return c
 }
@@ -99,33 +97,37 @@ func (ix *index) apply(name string, v uint64, updated time.Time, puts []catalog.
 	for len(puts) > 0 || len(deletes) > 0 {
 		ix.mu.Lock()
 		for n := 0; n < applyBatch && len(puts) > 0; n++ {
-			a := puts[0]
+			a := &puts[0]
 			puts = puts[1:]
-			old, had := c.entries[a.Path]
-			if had {
-				ix.unref(old.digest)
-				c.bytes -= old.size
+			// Take the new digest's reference before dropping the old
+			// one, so a path rewritten with the same bytes keeps its
+			// blob's holders.
+			blob := ix.blobs.ref(&a.Digest)
+			r, ok := c.entries.get(a.Path)
+			var oldSize int64
+			if ok {
+				ix.unref(r.blob)
+				c.bytes -= r.size
+				oldSize = r.size
+			} else {
+				r = c.entries.add(a.Path)
 			}
-			c.entries[a.Path] = entry{digest: a.Digest, size: a.Size, mtime: a.ModTime.UnixNano(), version: a.Version}
+			r.blob, r.size, r.mtime, r.version = blob, a.Size, a.ModTime.UnixNano(), a.Version
 			c.bytes += a.Size
 			if c.bits > 0 {
 				sh := catalog.PathHash(a.Path) >> (64 - c.bits)
-				c.shardBytes[sh] += a.Size - old.size
-				if !had {
+				c.shardBytes[sh] += a.Size - oldSize
+				if !ok {
 					c.shardCount[sh]++
 				}
 			}
-			b := ix.blobs[a.Digest]
-			b.refs++
-			ix.blobs[a.Digest] = b
 		}
 		for n := 0; n < applyBatch && len(deletes) > 0; n++ {
 			p := deletes[0]
 			deletes = deletes[1:]
-			if old, ok := c.entries[p]; ok {
-				ix.unref(old.digest)
+			if old, ok := c.entries.remove(p); ok {
+				ix.unref(old.blob)
 				c.bytes -= old.size
-				delete(c.entries, p)
 				if c.bits > 0 {
 					sh := catalog.PathHash(p) >> (64 - c.bits)
 					c.shardBytes[sh] -= old.size
@@ -143,19 +145,12 @@ func (ix *index) apply(name string, v uint64, updated time.Time, puts []catalog.
 	ix.mu.Unlock()
 }
 
-// unref drops one entry's reference to d. Called with mu held.
-func (ix *index) unref(d catalog.Digest) {
-	b, ok := ix.blobs[d]
-	if !ok {
-		return
+// unref drops one entry's reference to blob record idx. Called with mu
+// held.
+func (ix *index) unref(idx uint32) {
+	if set, last := ix.blobs.unref(idx); last {
+		ix.holders.release(set)
 	}
-	b.refs--
-	if b.refs == 0 {
-		ix.holders.release(b.set)
-		delete(ix.blobs, d)
-		return
-	}
-	ix.blobs[d] = b
 }
 
 // lookup returns the record for path in catalog name.
@@ -166,15 +161,29 @@ func (ix *index) lookup(name, path string) (entry, *catIndex, bool) {
 	if !ok {
 		return entry{}, nil, false
 	}
-	e, ok := c.entries[path]
-	return e, c, ok
+	r, ok := c.entries.get(path)
+	if !ok {
+		return entry{}, c, false
+	}
+	return entry{digest: ix.blobs.recs[r.blob].digest, size: r.size, mtime: r.mtime, version: r.version, blob: r.blob}, c, true
+}
+
+// blobOf returns the blob record of e, as of now. Called with mu held.
+func (ix *index) blobOf(e *entry) (*blobRec, bool) {
+	if int(e.blob) < len(ix.blobs.recs) {
+		if b := &ix.blobs.recs[e.blob]; b.refs > 0 && b.digest == e.digest {
+			return b, true
+		}
+	}
+	b, _, ok := ix.blobs.get(&e.digest)
+	return b, ok
 }
 
 // known reports whether some catalog entry has digest d.
 func (ix *index) known(d catalog.Digest) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	_, ok := ix.blobs[d]
+	_, _, ok := ix.blobs.get(&d)
 	return ok
 }
 
@@ -183,35 +192,6 @@ func (ix *index) catalog(name string) *catIndex {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return ix.catalogs[name]
-}
-
-// candidate is a relay a request may be sent to.
-type candidate struct {
-	id     string
-	url    string
-	weight float64
-}
-
-// candidates appends to buf the relays in rotation that may serve e of
-// catalog c, leaving out the relay with id avoid.
-func (ix *index) candidates(c *catIndex, e entry, avoid string, buf []candidate) []candidate {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	b, ok := ix.blobs[e.digest]
-	if !ok {
-		return buf
-	}
-	for _, slot := range ix.holders.get(b.set) {
-		r := ix.relays[slot]
-		if r == nil || !r.inRotation || r.row.ID == avoid {
-			continue
-		}
-		if int(slot) >= len(c.relayVersion) || c.relayVersion[slot] < e.version {
-			continue
-		}
-		buf = append(buf, candidate{id: r.row.ID, url: r.row.PublicURL, weight: r.weight})
-	}
-	return buf
 }
 
 // addRelay gives relay r a slot. Called with mu held.
@@ -243,10 +223,10 @@ func (ix *index) addRelayLocked(r *relayState) {
 // full reports (after a restart of either side) can afford. Called with mu
 // held.
 func (ix *index) forgetHoldingsLocked(slot uint16) {
-	for d, b := range ix.blobs {
-		if nb := ix.holders.without(b.set, slot); nb != b.set {
-			b.set = nb
-			ix.blobs[d] = b
+	for i := range ix.blobs.recs {
+		b := &ix.blobs.recs[i]
+		if b.refs > 0 {
+			b.set = ix.holders.without(b.set, slot)
 		}
 	}
 }
@@ -256,25 +236,23 @@ func (ix *index) forgetHoldingsLocked(slot uint16) {
 // ignored. Called with mu held.
 func (ix *index) holdLocked(slot uint16, add, remove []catalog.Digest) int {
 	delta := 0
-	for _, d := range remove {
-		b, ok := ix.blobs[d]
+	for i := range remove {
+		b, _, ok := ix.blobs.get(&remove[i])
 		if !ok {
 			continue
 		}
 		if nb := ix.holders.without(b.set, slot); nb != b.set {
 			b.set = nb
-			ix.blobs[d] = b
 			delta--
 		}
 	}
-	for _, d := range add {
-		b, ok := ix.blobs[d]
+	for i := range add {
+		b, _, ok := ix.blobs.get(&add[i])
 		if !ok {
 			continue
 		}
 		if nb := ix.holders.with(b.set, slot); nb != b.set {
 			b.set = nb
-			ix.blobs[d] = b
 			delta++
 		}
 	}
@@ -306,9 +284,9 @@ func (c *catIndex) reshardLocked(bits uint8) {
 	c.bits = bits
 	c.shardBytes = make([]int64, 1<<bits)
 	c.shardCount = make([]int64, 1<<bits)
-	for p, e := range c.entries {
-		sh := catalog.PathHash(p) >> (64 - bits)
-		c.shardBytes[sh] += e.size
+	for p, r := range c.entries.all() {
+		sh := catalog.PathHash(string(p)) >> (64 - bits)
+		c.shardBytes[sh] += r.size
 		c.shardCount[sh]++
 	}
 }
@@ -323,7 +301,7 @@ func (ix *index) sizeShards(name string, stored uint8) (uint8, bool) {
 	if c == nil {
 		return 0, false
 	}
-	ideal := shardBitsFor(len(c.entries))
+	ideal := shardBitsFor(c.entries.len())
 	switch {
 	case c.bits == 0 && stored > 0 && ideal < stored+2:
 		c.reshardLocked(stored)

@@ -40,7 +40,7 @@ func TestIndexHoldingsSurviveManyReports(t *testing.T) {
 	c.relayVersion[0], c.relayVersion[1] = 1, 1
 	for _, a := range puts {
 		e, _, _ := ix.lookup("demo", a.Path)
-		if got := ix.candidates(c, e, "", nil); len(got) != 2 {
+		if got := ix.route(c, &e, &client{}, "", nil); len(got) != 2 {
 			t.Fatalf("%s: %d candidates, want 2", a.Path, len(got))
 		}
 	}

@@ -39,11 +39,12 @@ type metalinkURL struct {
 // serveMetalink answers /r/<catalog>/<path>.meta4: the artifact's size,
 // SHA-256 and the relays that hold it, best first, then the directory's own
 // copy, so a Metalink client (aria2c) can download from several sources
-// and verify the result.
+// and verify the result. The relays are those a download by this client
+// could go to, nearest first.
 func (s *Server) serveMetalink(w http.ResponseWriter, r *http.Request, c *catIndex, p string, e entry) error {
+	cl := s.clientOf(r)
 	var buf [16]candidate
-	cands := s.ix.candidates(c, e, "", buf[:0])
-	sortByWeight(cands)
+	cands := s.ix.route(c, &e, &cl, "", buf[:0])
 	suffix := "/" + c.name + "/" + catalog.EscapePath(p) + "?sha256=" + e.digest.String()
 	f := metalinkFile{
 		Name: path.Base(p),

@@ -143,7 +143,7 @@ func (s *Server) placementInputLocked(now time.Time) placement.Input {
 		r := placement.Relay{
 			ID:       rs.row.ID,
 			Capacity: rs.row.Quota / 100 * 95, // room for a catalog growing between plans
-			Weight:   rs.weight,
+			Weight:   rs.route.weight,
 			Catalogs: rs.row.Catalogs,
 			Labels:   rs.row.Labels,
 			Draining: rs.row.Drained || rs.relayDrain || rs.auditErr != "" || (heard && now.Sub(rs.lastHeartbeat) > goneAfter),
@@ -166,7 +166,7 @@ func (s *Server) placementInputLocked(now time.Time) placement.Input {
 		if !ok || c == nil {
 			continue
 		}
-		e, ok := c.entries[path]
+		e, ok := c.entries.get(path)
 		if !ok {
 			continue
 		}

@@ -29,9 +29,8 @@ type relayState struct {
 	slot uint16
 	row  relayRow
 	pub  ed25519.PublicKey
-	// weight spreads traffic by capacity: the relay's bandwidth cap in
-	// Mbit/s, or 100 when it set none.
-	weight float64
+	// route is how clients are routed to the relay (route.go).
+	route routeInfo
 
 	lastHeartbeat time.Time
 	seq           int64  // Seq of the newest RelayState applied
@@ -70,13 +69,6 @@ type relayState struct {
 	reason     string
 }
 
-func weightOf(bandwidth int64) float64 {
-	if bandwidth <= 0 {
-		return 100
-	}
-	return max(1, float64(bandwidth)*8/1e6)
-}
-
 // maxAPIBody bounds what relays may send in one call. A full inventory of
 // a million blobs is about 67 MB of JSON; relays send it in parts.
 const maxAPIBody = 32 << 20
@@ -108,8 +100,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	row := relayRow{
 		ID: id, PublicKey: req.PublicKey, PublicURL: strings.TrimRight(req.PublicURL, "/"),
 		Quota: req.Quota, Bandwidth: req.Bandwidth, Catalogs: req.Catalogs, Labels: req.Labels, Software: req.Software,
-		Enrolled: now, LastSeen: now,
+		Enrolled: now, LastSeen: now, Settings: req.RelaySettings,
 	}
+	addrs, resolved := s.resolveHost(r.Context(), row.PublicURL)
 	s.ix.mu.Lock()
 	rs, known := s.ix.byID[id]
 	if known {
@@ -118,11 +111,13 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 			rs.selfTested, rs.selfTestErr = false, ""
 		}
 		row.Drained, row.DrainReason = rs.row.Drained, rs.row.DrainReason
-		rs.row, rs.weight = row, weightOf(row.Bandwidth)
+		rs.row = row
 	} else {
-		rs = &relayState{row: row, pub: pub, weight: weightOf(row.Bandwidth)}
+		rs = &relayState{row: row, pub: pub}
 		s.ix.addRelayLocked(rs)
 	}
+	rs.route.addrs, rs.route.resolved, rs.route.bandwidth = addrs, resolved, row.Bandwidth
+	s.configureRouteLocked(rs)
 	s.updateRotationLocked(rs, now)
 	s.ix.mu.Unlock()
 	if err := s.db.putRelay(r.Context(), row); err != nil {
@@ -167,6 +162,7 @@ func checkEnroll(req *httpapi.EnrollRequest) error {
 			probs = append(probs, fmt.Sprintf("catalog %q is not a valid name", c))
 		}
 	}
+	probs = append(probs, checkSettings(&req.RelaySettings)...)
 	if len(probs) > 0 {
 		return httpapi.Errorf(http.StatusBadRequest, "bad enrollment: %s", strings.Join(probs, "; "))
 	}
@@ -205,6 +201,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	s.ix.mu.Lock()
 	rs.lastHeartbeat = now
 	rs.problems = hb.Problems
+	s.heartbeatRouteLocked(rs, hb.Rate, hb.Bandwidth)
 	s.setStateLocked(rs, hb.RelayState, false)
 	s.updateRotationLocked(rs, now)
 	resp := httpapi.HeartbeatResponse{
@@ -333,6 +330,8 @@ const probeFailLimit = 2
 // updateRotationLocked decides whether clients may be sent to rs, and
 // records why not.
 func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
+	wasIn := rs.inRotation
+	defer rampLocked(rs, wasIn, now)
 	in, reason := true, ""
 	switch {
 	case rs.lastHeartbeat.IsZero():
@@ -371,6 +370,20 @@ func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
 		}
 	}
 	rs.inRotation, rs.reason = in, reason
+}
+
+// stateNameLocked says how a relay is doing, for status pages and mirror
+// lists: enrolled, syncing, ready or down.
+func (s *Server) stateNameLocked(rs *relayState) string {
+	switch {
+	case rs.lastHeartbeat.IsZero():
+		return httpapi.StateEnrolled
+	case !rs.inRotation && rs.probeFails >= probeFailLimit, !rs.inRotation && s.now().Sub(rs.lastHeartbeat) > 3*s.cfg.Heartbeat:
+		return httpapi.StateDown
+	case rs.reported == httpapi.StateReady:
+		return httpapi.StateReady
+	}
+	return httpapi.StateSyncing
 }
 
 // sweep re-evaluates every relay, so one that stopped talking leaves the

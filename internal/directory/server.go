@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,6 +52,8 @@ type Deps struct {
 	Store store.Store
 	// Registerer receives the metrics; they are not exported when nil.
 	Registerer prometheus.Registerer
+	// LookupIP resolves relays' host names; the system resolver when nil.
+	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Server is a directory.
@@ -71,6 +74,8 @@ type Server struct {
 	metrics    *metrics
 	guard      *blobGuard
 	place      placementState
+	geo        atomic.Pointer[geoState]
+	lookupIP   func(ctx context.Context, host string) ([]netip.Addr, error)
 
 	reload chan struct{}
 	// runCtx is for work handlers start that must stop with the server;
@@ -108,6 +113,13 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 	}
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = &http.Client{}
+	}
+	if deps.LookupIP == nil {
+		deps.LookupIP = defaultLookupIP
+	}
+	gs, err := openGeo(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
@@ -152,9 +164,11 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		repos:       make(map[string]*tufrepo.Repository),
 		withdrawn:   make(map[string]map[string]withdrawal),
 		expungeKick: make(chan struct{}, 1),
+		lookupIP:    deps.LookupIP,
 	}
 	s.place.clock.Store(s.now().UnixNano())
 	s.runCtx, s.stopRun = context.WithCancel(context.Background())
+	s.geo.Store(gs)
 	if err := s.load(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -205,7 +219,13 @@ func (s *Server) load(ctx context.Context) error {
 	}
 	s.ix.mu.Lock()
 	for _, r := range relays {
-		rs := &relayState{row: r, pub: ed25519.PublicKey(r.PublicKey), weight: weightOf(r.Bandwidth)}
+		rs := &relayState{row: r, pub: ed25519.PublicKey(r.PublicKey)}
+		// Address literals are placed now, host names once Run has
+		// resolved them.
+		if a, err := netip.ParseAddr(hostOf(r.PublicURL)); err == nil {
+			rs.route.addrs, rs.route.resolved = []netip.Addr{a.Unmap().WithZone("")}, true
+		}
+		s.configureRouteLocked(rs)
 		s.ix.addRelayLocked(rs)
 		s.updateRotationLocked(rs, s.now())
 	}
@@ -255,7 +275,7 @@ func (s *Server) Rescan() {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.stopRun()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		s.publishLoop(ctx)
@@ -267,6 +287,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.expungeLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.resolveLoop(ctx)
 	}()
 	probe := time.NewTicker(s.cfg.ProbeInterval)
 	defer probe.Stop()

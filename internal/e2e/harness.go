@@ -8,9 +8,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -39,6 +41,47 @@ type Options struct {
 	Replicas int
 	// HotThreshold of the directory when not zero.
 	HotThreshold float64
+	// DirectoryListen is the directory's listen address; 127.0.0.1:0 when
+	// empty. "[::]:0" takes IPv4 and IPv6 clients.
+	DirectoryListen string
+	// DirectoryArgs are extra flags for the directory, as on its command
+	// line (in-process networks apply them to the config the same way).
+	DirectoryArgs []string
+	// RelayHost, when set, gives the address relay i listens on (and is
+	// reached at): 127.0.1.1, ::1. 127.0.0.1 otherwise.
+	RelayHost func(i int) string
+	// RelayArgs, when set, gives extra flags for relay i.
+	RelayArgs func(i int) []string
+}
+
+// relayListen returns relay i's listen address.
+func (o Options) relayListen(i int) string {
+	host := "127.0.0.1"
+	if o.RelayHost != nil && o.RelayHost(i) != "" {
+		host = o.RelayHost(i)
+	}
+	return net.JoinHostPort(host, "0")
+}
+
+func (o Options) relayArgs(i int) []string {
+	if o.RelayArgs == nil {
+		return nil
+	}
+	return o.RelayArgs(i)
+}
+
+// applyArgs sets command-line flags on a daemon's config, as the odi
+// binary would.
+func applyArgs(t *testing.T, s config.Settings, args []string) {
+	t.Helper()
+	fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	s.Flags(fs)
+	flags, rest, probs, err := config.ParseFlags(fs, args)
+	probs = append(probs, config.ApplyFlags(fs, flags)...)
+	if err != nil || len(probs) > 0 || len(rest) > 0 {
+		t.Fatalf("flags %q: %v %v %v", args, err, probs, rest)
+	}
 }
 
 // Network is a running test network.
@@ -122,6 +165,12 @@ func Start(t *testing.T, opts Options) (Network, map[string][]byte) {
 		Replicas:      opts.Replicas,
 		HotThreshold:  opts.HotThreshold,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
+		DirectoryAddr: opts.DirectoryListen,
+		Directory:     func(c *config.Directory) { applyArgs(t, c, opts.DirectoryArgs) },
+		Relay: func(i int, c *config.Relay) {
+			c.Listen = opts.relayListen(i)
+			applyArgs(t, c, opts.relayArgs(i))
+		},
 	})
 	if err != nil {
 		cancel()
@@ -229,8 +278,13 @@ func Ready(t *testing.T, n Network, minVersion uint64, up ...int) string {
 // redirects like curl -L, and returns the bytes and the host that served
 // them.
 func Download(n Network, p string) ([]byte, string, error) {
+	return DownloadWith(http.DefaultClient, n, p)
+}
+
+// DownloadWith is Download with client c.
+func DownloadWith(c *http.Client, n Network, p string) ([]byte, string, error) {
 	u := n.DirectoryURL() + "/r/demo/" + escape(p)
-	resp, err := http.Get(u)
+	resp, err := c.Get(u)
 	if err != nil {
 		return nil, "", err
 	}
@@ -262,6 +316,40 @@ func DownloadRetrying(n Network, p string) ([]byte, string, int, error) {
 		}
 	}
 	return nil, "", 3, err
+}
+
+// ClientFrom returns an HTTP client whose connections leave from source
+// address src on loopback (Linux routes all of 127.0.0.0/8 there), so the
+// directory sees a client of that address. A URL naming the unspecified
+// address (a directory listening on [::]) is dialled on loopback of src's
+// family. It does not follow redirects; Follow does.
+func ClientFrom(src string) *http.Client {
+	ip := net.ParseIP(src)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if h := net.ParseIP(host); h != nil && h.IsUnspecified() {
+			if ip.To4() != nil {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			} else {
+				addr = net.JoinHostPort("::1", port)
+			}
+		}
+		return d.DialContext(ctx, network, addr)
+	}}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+// Follow returns a copy of c that follows redirects like curl -L.
+func Follow(c *http.Client) *http.Client {
+	f := *c
+	f.CheckRedirect = nil
+	return &f
 }
 
 func escape(p string) string {

@@ -162,11 +162,15 @@ func StartProcs(t *testing.T, bin string, opts Options) (Network, map[string][]b
 			t.Logf("process logs:\n%s", logs)
 		}
 	})
-	n.dir = &proc{t: t, bin: bin, logs: logs, args: []string{
-		"directory", "--listen", "127.0.0.1:0", "--data", filepath.Join(root, "directory"),
+	listen := opts.DirectoryListen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	n.dir = &proc{t: t, bin: bin, logs: logs, args: append([]string{
+		"directory", "--listen", listen, "--data", filepath.Join(root, "directory"),
 		"--catalog", "demo=" + catDir, "--enroll-token", token, "--admin-token", n.admin,
 		"--heartbeat", "1s", "--probe-interval", "1s",
-	}}
+	}, opts.DirectoryArgs...)}
 	n.dir.start()
 	// Restarts come back on the same address.
 	n.dir.args[2] = n.dir.addr
@@ -177,10 +181,10 @@ func StartProcs(t *testing.T, bin string, opts Options) (Network, map[string][]b
 	for i := 0; i < opts.Relays; i++ {
 		data := filepath.Join(root, fmt.Sprintf("relay%d", i+1))
 		admin := freeAddr(t)
-		r := &proc{t: t, bin: bin, logs: logs, args: []string{
-			"relay", "--listen", "127.0.0.1:0", "--data", data, "--directory", n.dir.url,
+		r := &proc{t: t, bin: bin, logs: logs, args: append([]string{
+			"relay", "--listen", opts.relayListen(i), "--data", data, "--directory", n.dir.url,
 			"--enroll-token", token, "--quota", quota.String(), "--admin", admin,
-		}}
+		}, opts.relayArgs(i)...)}
 		r.start()
 		r.args[2] = r.addr
 		n.admins = append(n.admins, admin)

@@ -44,6 +44,7 @@ type EnrollRequest struct {
 	// Labels ("key=value") select further catalogs by their labels.
 	Labels   []string `json:"labels,omitempty"`
 	Software string   `json:"software,omitempty"`
+	RelaySettings
 }
 
 // EnrollResponse tells a relay who it is and how to behave.
@@ -111,6 +112,11 @@ type HeartbeatRequest struct {
 	Session string `json:"session"`
 	// Problems the relay wants its operator to see on the directory.
 	Problems []string `json:"problems,omitempty"`
+	// Rate is what the relay sent in bytes per second over the last few
+	// seconds, and Bandwidth its cap (0: none); the directory steers
+	// traffic away from a relay as Rate nears Bandwidth.
+	Rate      int64 `json:"rate"`
+	Bandwidth int64 `json:"bandwidth,omitempty"`
 }
 
 // HeartbeatResponse tells a relay what to carry and how it is doing.
@@ -187,6 +193,7 @@ type RelayInfo struct {
 	DiskUsed int64 `json:"disk_used"`
 	// Share is how many bytes of catalogs placement gave the relay.
 	Share int64 `json:"share"`
+	RelayRouting
 }
 
 // DirectoryStatus is the directory's status page in JSON.

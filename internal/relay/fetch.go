@@ -78,7 +78,7 @@ func (s *Server) fetchFrom(ctx context.Context, u string, d catalog.Digest, size
 		return err
 	}
 	defer body.Close()
-	return s.store.Put(ctx, d, size, body)
+	return s.store.Put(ctx, d, size, s.egress.throttle(ctx, body))
 }
 
 func (s *Server) partialPath(d catalog.Digest) string {
@@ -135,7 +135,7 @@ func (s *Server) fetchResumable(ctx context.Context, u string, d catalog.Digest,
 			return err
 		}
 		// Never more than the signed size: an endless stream stops here.
-		n, err := io.Copy(f, io.LimitReader(resp.Body, size-have))
+		n, err := io.Copy(f, s.egress.throttle(ctx, io.LimitReader(resp.Body, size-have)))
 		if err != nil {
 			return fmt.Errorf("%s: interrupted after %d bytes (kept for resuming): %w", u, have+n, store.ClassifyWriteError(err))
 		}

@@ -117,3 +117,34 @@ func TestNoSpaceIsRecognized(t *testing.T) {
 		t.Fatalf("ENOSPC not recognized: %v", err)
 	}
 }
+
+// Syncing counts against the operator's bandwidth cap like serving does:
+// a capped relay catching up must not take the whole link. Both download
+// paths are checked: small blobs straight into the store, large ones
+// through a resumable partial file.
+func TestSyncDownloadsRespectTheBandwidthCap(t *testing.T) {
+	s := newTestRelay(t, nil)
+	for _, tc := range []struct{ size, capBytes int64 }{
+		{160 << 10, 256 << 10},
+		{partialThreshold + 4<<20, 16 << 20},
+	} {
+		body := bytes.Repeat([]byte("z"), int(tc.size))
+		d := catalog.DigestOf(body)
+		srv := httptest.NewServer(&source{b: body})
+		s.egress = newEgress(tc.capBytes)
+		burst := int64(s.egress.lim.Burst())
+		start := time.Now()
+		if err := s.fetchFrom(context.Background(), srv.URL+"/x", d, tc.size); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		srv.Close()
+		least := time.Duration(float64(tc.size-burst) / float64(tc.capBytes) * float64(time.Second))
+		if took < least {
+			t.Errorf("fetched %d bytes in %s under a cap of %d B/s; the cap allows no less than %s", tc.size, took, tc.capBytes, least)
+		}
+		if n := s.egress.sent.Load(); n != 0 {
+			t.Errorf("downloaded bytes counted as sent: %d", n)
+		}
+	}
+}

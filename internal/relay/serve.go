@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
-	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
@@ -32,24 +32,24 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.requests.bad.Inc()
 		return err
 	}
-	want := ""
-	if r.URL.RawQuery != "" {
-		want = r.URL.Query().Get("sha256")
-	}
+	want := wantedDigest(r)
 	s.mu.RLock()
 	var d catalog.Digest
+	var size int64
 	ok, signed := false, false
 	if c := s.cats[name]; c != nil && c.signed(s.now()) {
 		signed = true
 		var e entryRef
 		if e, ok = c.entries[p]; ok {
-			d = e.digest
-		} else {
-			d, ok = s.cached[name][p]
+			d, size = e.digest, e.size
+		} else if d, ok = s.cached[name][p]; ok {
+			if b := s.blobs[d]; b != nil {
+				size = b.size
+			}
 		}
 	}
 	s.mu.RUnlock()
-	if ok && want != "" && want != d.String() {
+	if ok && want != "" && !digestIs(d, want) {
 		// The directory expects other bytes under this path than the
 		// relay has: one of them is between versions. Let it choose.
 		return s.bounce(w, r, name, p)
@@ -57,11 +57,12 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	var f store.File
 	err = errNotHeld
 	if ok {
-		f, err = s.openVerified(d)
+		// A whole small blob can be read from a shared open file.
+		f, size, err = s.openVerified(d, size <= smallBody && plainRequest(r))
 	}
 	if errors.Is(err, errNotHeld) && signed && s.cfg.PullThrough && r.Method == http.MethodGet {
 		if d, err = s.pullThrough(r.Context(), name, p, want); err == nil {
-			f, err = s.openVerified(d)
+			f, size, err = s.openVerified(d, false)
 		} else if !errors.Is(err, errNotHeld) {
 			s.log.Info("pull-through declined", "catalog", name, "path", p, "err", err)
 			err = errNotHeld
@@ -82,21 +83,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		h.Set("Cache-Control", "public, max-age=60")
 	}
-	s.serveFile(w, r, f)
-	return nil
-}
-
-// serveFile sends f with ranges and conditional requests, counting bytes.
-func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, f store.File) {
-	cw := httpapi.CountingWriter{ResponseWriter: w}
-	// No Last-Modified: the file time is when the relay fetched the blob,
-	// which means nothing to clients; the ETag names the bytes.
-	http.ServeContent(&cw, r, "", time.Time{}, f)
-	s.bytesServed.Add(cw.N)
-	s.metrics.bytesServed.Add(float64(cw.N))
-	if r.Method == http.MethodGet {
-		s.metrics.requests.served.Inc()
-	}
+	return s.serveBlob(w, r, f, size)
 }
 
 // bounce sends the client back to the directory, asking it to choose
@@ -112,8 +99,9 @@ func (s *Server) bounce(w http.ResponseWriter, r *http.Request, name, p string) 
 
 // openVerified opens held blob d, verifying it first if its file changed
 // since it was last verified. A blob that no longer matches its digest is
-// dropped and errNotHeld returned.
-func (s *Server) openVerified(d catalog.Digest) (store.File, error) {
+// dropped and errNotHeld returned. With shared, the file may be one kept
+// open for other requests too (openFiles): read it only with ReadAt.
+func (s *Server) openVerified(d catalog.Digest, shared bool) (store.File, int64, error) {
 	s.mu.RLock()
 	b := s.blobs[d]
 	var stamp store.Stamp
@@ -122,25 +110,41 @@ func (s *Server) openVerified(d catalog.Digest) (store.File, error) {
 	}
 	s.mu.RUnlock()
 	if b == nil {
-		return nil, errNotHeld
+		return nil, 0, errNotHeld
+	}
+	if shared {
+		if sf, ok := s.files.get(d); ok {
+			fi, err := sf.Stat()
+			if err == nil && store.StampOf(fi) == stamp && stillLinked(fi) {
+				b.lastAccess.Store(s.now().UnixNano())
+				return sf, b.size, nil
+			}
+			// Changed, deleted or replaced: forget it and open the name
+			// again, which checks it like any other.
+			sf.Close()
+			s.files.forget(d, sf)
+		}
 	}
 	f, err := s.store.Open(d)
 	if errors.Is(err, store.ErrNotFound) {
 		s.log.Warn("held blob is missing on disk", "digest", d)
 		s.drop(d, "missing on disk")
-		return nil, errNotHeld
+		return nil, 0, errNotHeld
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	if store.StampOf(fi) == stamp {
 		b.lastAccess.Store(s.now().UnixNano())
-		return f, nil
+		if of, ok := f.(*os.File); ok && shared {
+			return s.files.add(d, of), b.size, nil
+		}
+		return f, b.size, nil
 	}
 	// The file changed since it was verified: check every byte again
 	// before serving any.
@@ -149,7 +153,7 @@ func (s *Server) openVerified(d catalog.Digest) (store.File, error) {
 		s.log.Error("held blob no longer matches its digest; dropping it", "digest", d, "err", err)
 		s.metrics.corrupt.Inc()
 		s.drop(d, "corrupt on disk")
-		return nil, errNotHeld
+		return nil, 0, errNotHeld
 	}
 	s.mu.Lock()
 	b.stamp = store.StampOf(fi)
@@ -159,9 +163,9 @@ func (s *Server) openVerified(d catalog.Digest) (store.File, error) {
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
-	return f, nil
+	return f, b.size, nil
 }
 
 func verifyFile(f store.File, d catalog.Digest, size int64) error {
@@ -189,7 +193,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.openVerified(d)
+	f, size, err := s.openVerified(d, false)
 	if errors.Is(err, errNotHeld) {
 		return httpapi.Errorf(http.StatusNotFound, "blob %s not held here", d)
 	}
@@ -201,6 +205,5 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	h.Set("ETag", d.ETag())
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	s.serveFile(w, r, f)
-	return nil
+	return s.serveBlob(w, r, f, size)
 }

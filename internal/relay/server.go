@@ -88,7 +88,8 @@ type Server struct {
 	// rep carries inventory changes to the reporter.
 	rep reporter
 
-	bytesServed  atomic.Int64
+	egress       *egress
+	files        *openFiles // small blobs kept open for serving
 	bytesFetched atomic.Int64
 	seq          atomic.Int64 // last RelayState.Seq handed out
 	syncNow      chan struct{}
@@ -179,6 +180,8 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		beatNow:  make(chan struct{}, 1),
 		rep:      reporter{kicked: make(chan struct{}, 1)},
 		verifier: auth.NewVerifier(deps.Now, 1<<16),
+		egress:   newEgress(int64(cfg.Bandwidth)),
+		files:    newOpenFiles(maxOpenFiles),
 	}
 	s.cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	if err := s.load(ctx); err != nil {
@@ -302,7 +305,7 @@ func (s *Server) Status() httpapi.RelayStatus {
 	st := httpapi.RelayStatus{
 		RelayID: s.id, PublicURL: s.cfg.PublicURL, Directory: s.cfg.Directory, State: s.state,
 		Drained: s.drained, DrainedByDirectory: s.dirDrained, Versions: s.relayStateLocked().Versions,
-		Blobs: len(s.blobs), DiskUsed: s.used, Quota: int64(s.cfg.Quota), BytesServed: s.bytesServed.Load(),
+		Blobs: len(s.blobs), DiskUsed: s.used, Quota: int64(s.cfg.Quota), BytesServed: s.egress.sent.Load(),
 		BytesFetched: s.bytesFetched.Load(),
 	}
 	for _, p := range s.problems {

@@ -30,7 +30,7 @@ const signedRefresh = 5 * time.Minute
 func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
 	backoff := 500 * time.Millisecond
 	for {
-		resp, err := s.dir.Enroll(ctx, httpapi.EnrollRequest{
+		resp, err := s.dir.Enroll(ctx, s.withRoutingSettings(httpapi.EnrollRequest{
 			Token:     s.cfg.EnrollToken,
 			PublicURL: s.cfg.PublicURL,
 			PublicKey: s.key.Public().(ed25519.PublicKey),
@@ -39,7 +39,7 @@ func (s *Server) enroll(ctx context.Context) (time.Duration, error) {
 			Catalogs:  s.cfg.Catalogs,
 			Labels:    s.cfg.Labels,
 			Software:  Software,
-		})
+		}))
 		if err == nil && resp.RelayID != s.id {
 			err = fmt.Errorf("directory calls this relay %q, but its key makes it %q", resp.RelayID, s.id)
 		}
@@ -176,6 +176,8 @@ func (s *Server) heartbeatRequest() httpapi.HeartbeatRequest {
 	req := httpapi.HeartbeatRequest{
 		RelayState: s.relayStateLocked(),
 		Session:    s.rep.currentSession(),
+		Rate:       s.egress.rate(s.now()),
+		Bandwidth:  int64(s.cfg.Bandwidth),
 	}
 	for _, p := range s.problems {
 		req.Problems = append(req.Problems, p)
@@ -192,7 +194,7 @@ func (s *Server) relayStateLocked() httpapi.RelayState {
 		vs[name] = c.version
 	}
 	return httpapi.RelayState{Seq: s.nextSeq(), State: s.state, Versions: vs, Draining: s.drained,
-		BytesServed: s.bytesServed.Load(), DiskUsed: s.used, Complete: s.complete}
+		BytesServed: s.egress.sent.Load(), DiskUsed: s.used, Complete: s.complete}
 }
 
 // nextSeq returns a number larger than any returned before, in this run or

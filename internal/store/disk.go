@@ -55,7 +55,7 @@ func (s *Disk) Path(d catalog.Digest) string {
 
 // Open implements Store.
 func (s *Disk) Open(d catalog.Digest) (File, error) {
-	f, err := os.Open(s.Path(d))
+	f, err := openRead(s.Path(d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("store: open %s: %w", d, ErrNotFound)
 	}
