@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -227,9 +226,6 @@ func ensureToolsOnce(ctx context.Context, progs map[string]string, install bool)
 	return fmt.Errorf("bench: %s not installed; install the Debian packages: apt-get install %s",
 		strings.Join(missing, ", "), strings.Join(list, " "))
 }
-
-// errSkipped marks a benchmark that cannot run here; the reason is reported.
-var errSkipped = errors.New("skipped")
 
 // profiler fetches CPU profiles from a server's admin listener while it is
 // under load, when the benchmark is asked to keep them (-profile DIR).
