@@ -229,7 +229,11 @@ func runRsync(ctx context.Context, rsync, root, src, dst string) (time.Duration,
 
 // benchLogger logs to standard error when ODIBENCH_LOG is set.
 func benchLogger() *slog.Logger {
-	if os.Getenv("ODIBENCH_LOG") != "" {
+	switch os.Getenv("ODIBENCH_LOG") {
+	case "":
+	case "debug":
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	default:
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.DiscardHandler)

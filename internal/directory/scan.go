@@ -303,6 +303,7 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	if err != nil {
 		return res.sum, row.Version, err
 	}
+	scanned := s.now()
 	for _, msg := range res.skipped {
 		s.log.Warn("file left out of catalog", "catalog", name, "reason", msg)
 	}
@@ -314,9 +315,11 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	}
 	// Relays see a version only once it is signed; this also catches up
 	// a signing that failed before.
+	committed := s.now()
 	if err := s.sign(ctx, src, row.ID, v, len(have)+res.sum.Added); err != nil {
 		return res.sum, row.Version, err
 	}
+	signed := s.now()
 	if v == row.Version {
 		s.ix.apply(name, row.Version, row.Updated, nil, nil) // mark loaded
 		return res.sum, v, nil
@@ -339,6 +342,8 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	s.kickReplan()
 	s.metrics.catalogVersion.WithLabelValues(name).Set(float64(v))
 	s.notify(httpapi.Event{Type: httpapi.EventCatalog, Catalog: name, Version: v})
+	s.log.Debug("publish phases", "catalog", name, "version", v, "scan", scanned.Sub(start),
+		"commit", committed.Sub(scanned), "sign", signed.Sub(committed), "apply", s.now().Sub(signed))
 	if !res.sum.Empty() {
 		s.log.Info("catalog published", "catalog", name, "version", v,
 			"added", res.sum.Added, "changed", res.sum.Changed, "removed", res.sum.Removed,

@@ -226,23 +226,28 @@ func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
 		s.mu.Unlock()
 	}
 	var errs []error
+	t0 := s.now()
 	for _, a := range want {
 		if err := s.syncShare(ctx, a); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	t1 := s.now()
 	if err := s.fetchMissing(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	t2 := s.now()
 	// The directory learns what the relay holds before it hears "ready".
 	if err := s.flushReport(ctx, true); err != nil {
 		errs = append(errs, err)
 	}
+	t3 := s.now()
 	complete := s.completeShares()
 	s.mu.Lock()
 	s.complete = complete
 	s.mu.Unlock()
 	s.updateState(want)
+	s.log.Debug("sync round", "catalogs", t1.Sub(t0), "fetch", t2.Sub(t1), "report", t3.Sub(t2), "state", s.now().Sub(t3))
 	return errors.Join(errs...)
 }
 
@@ -359,14 +364,21 @@ func checkChanges(name string, page []httpapi.Change) ([]catalog.Change, error) 
 // to; without, its version stays (a listing of new shards applied before
 // the catalog catches up).
 func (s *Server) verifyAndApply(ctx context.Context, name string, changes []catalog.Change, to uint64, advance bool) error {
+	start := s.now()
 	tc, expires, err := s.refreshSigned(ctx, name)
 	if err != nil {
 		return err
 	}
+	refreshed := s.now()
 	refused, err := s.verifyChanges(ctx, tc, changes)
 	if err != nil {
 		return fmt.Errorf("relay: sync %s: %w", name, err)
 	}
+	verified := s.now()
+	defer func() {
+		s.log.Debug("apply phases", "catalog", name, "changes", len(changes), "metadata", refreshed.Sub(start),
+			"verify", verified.Sub(refreshed), "apply", s.now().Sub(verified))
+	}()
 	if refused > 0 {
 		s.setProblem("verify:"+name, fmt.Sprintf("catalog %s: %d changes not vouched for by the signed metadata", name, refused))
 	} else {

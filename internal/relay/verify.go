@@ -152,6 +152,9 @@ func (s *Server) refreshAllSigned(ctx context.Context) {
 	}
 }
 
+// prefetchBins is how many bins verifyChanges loads ahead of its lookups.
+const prefetchBins = 256
+
 // verifyChanges checks every change against the signed metadata. A change
 // the metadata does not vouch for (already superseded by a newer signed
 // version, or never signed) is turned into a removal of the path: the relay
@@ -172,7 +175,23 @@ func (s *Server) verifyChanges(ctx context.Context, c *tufrepo.Client, changes [
 		}
 	}
 	sort.SliceStable(order, func(a, b int) bool { return bin[order[a]] < bin[order[b]] })
-	for _, i := range order {
+	prefetched := 0 // order[:prefetched] have their bins loaded
+	for k, i := range order {
+		if k == prefetched {
+			// Load the bins of the next changes side by side, a bounded
+			// number at a time.
+			var paths []string
+			for bins := 0; prefetched < len(order) && bins < prefetchBins; prefetched++ {
+				j := order[prefetched]
+				if len(paths) == 0 || bin[j] != bin[order[prefetched-1]] {
+					bins++
+				}
+				paths = append(paths, changes[j].Path)
+			}
+			if err := c.Prefetch(ctx, paths); err != nil {
+				return refused, err
+			}
+		}
 		ch := &changes[i]
 		info, err := c.Target(ctx, ch.Path)
 		if err == nil {

@@ -243,3 +243,72 @@ func BenchmarkClientBins(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpdate measures what one catalog update of k changed paths costs
+// on both sides, the figure behind a relay's convergence time: the
+// repository signing it (apply), then a relay's client refreshing the
+// top-level metadata (refresh) and checking every changed path (targets),
+// which loads each touched bin once, side by side (Prefetch).
+func BenchmarkUpdate(b *testing.B) {
+	const k = 300
+	for _, n := range sizes(b) {
+		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
+			as := benchArtifacts(n)
+			dir := filepath.Join(b.TempDir(), "tuf")
+			r := benchRepo(b, dir, as)
+			if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
+				b.Fatal(err)
+			}
+			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
+			s := tuftest.Serve(b, dir, nil)
+			var fetched atomic.Int64
+			hc := &http.Client{Transport: countingTransport{http.DefaultTransport, &fetched}}
+			c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: root,
+				CacheDir: b.TempDir(), HTTPClient: hc, Now: func() time.Time { return tuftest.Epoch }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Refresh(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			var apply, refresh, targets time.Duration
+			fetched.Store(0)
+			for b.Loop() {
+				chs := make([]catalog.Change, k)
+				for i := range chs {
+					a := &as[rng.IntN(n)]
+					a.Size++
+					chs[i] = catalog.Change{Path: a.Path, Size: a.Size, Digest: a.Digest}
+				}
+				t0 := time.Now()
+				if _, err := r.Apply(chs, tuftest.Epoch); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := c.Refresh(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				paths := make([]string, len(chs))
+				for i := range chs {
+					paths[i] = chs[i].Path
+				}
+				if err := c.Prefetch(context.Background(), paths); err != nil {
+					b.Fatal(err)
+				}
+				for _, ch := range chs {
+					if _, err := c.Target(context.Background(), ch.Path); err != nil {
+						b.Fatal(err)
+					}
+				}
+				apply, refresh, targets = apply+t1.Sub(t0), refresh+t2.Sub(t1), targets+time.Since(t2)
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+			b.ReportMetric(ms(apply), "apply-ms/op")
+			b.ReportMetric(ms(refresh), "refresh-ms/op")
+			b.ReportMetric(ms(targets), "targets-ms/op")
+			b.ReportMetric(float64(fetched.Load())/float64(b.N), "bytes-fetched/op")
+		})
+	}
+}

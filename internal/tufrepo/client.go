@@ -50,7 +50,7 @@ type ClientConfig struct {
 	// Limits bound metadata sizes; zero fields take DefaultLimits.
 	Limits Limits
 	// MaxCachedBins bounds how many verified bins are held in memory
-	// (default 64, a few tens of thousands of targets). Beyond it the
+	// (default 512, a few tens of thousands of targets). Beyond it the
 	// client reloads its verified state from CacheDir and starts afresh, so
 	// a relay carrying a million artifacts does not keep them all parsed.
 	MaxCachedBins int
@@ -123,12 +123,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("tufrepo: client: %w", err)
 	}
+	// Earlier versions kept every verified bin under bins/, without bound.
+	os.RemoveAll(filepath.Join(cfg.CacheDir, "bins"))
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.MaxCachedBins <= 0 {
-		cfg.MaxCachedBins = 64
+		cfg.MaxCachedBins = 512
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,7 +65,19 @@ func TestClientBoundsBinsHeldInMemory(t *testing.T) {
 			}
 		}
 	}
-	// Each bin was downloaded once; reloads came from the disk cache.
+	// Looked up in bin order, as a relay checks a catalog update, each bin
+	// is downloaded once however small the bound.
+	paths := make([]string, 150)
+	for i := range paths {
+		paths[i] = tuftest.ArtifactPath(i)
+	}
+	slices.SortFunc(paths, func(a, b string) int { return strings.Compare(tufrepo.BinFor(a, 4), tufrepo.BinFor(b, 4)) })
+	s.Requests()
+	for _, p := range paths {
+		if _, err := c.Target(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	seen := map[string]int{}
 	for _, r := range s.Requests() {
 		if strings.Contains(r, ".bin-") {
@@ -76,8 +89,8 @@ func TestClientBoundsBinsHeldInMemory(t *testing.T) {
 			t.Errorf("%s downloaded %d times", name, n)
 		}
 	}
-	if len(seen) != 16 {
-		t.Errorf("%d bins downloaded, want 16", len(seen))
+	if len(seen) > 16 {
+		t.Errorf("%d bins downloaded, want at most 16", len(seen))
 	}
 }
 

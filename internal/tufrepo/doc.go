@@ -45,10 +45,13 @@
 // # Bin count
 //
 // A catalog of n artifacts gets 2^b bins, b the smallest value in
-// [MinBinBits, MaxBinBits] = [4, 20] with n <= 512 * 2^b (BinBits): a bin
-// holds 256-512 targets on average, about 40-75 KB. That also roughly
-// balances the two files a client needs per lookup, the snapshot (one
-// entry per bin) and one bin: at 1,000,000 artifacts, 2048 bins.
+// [MinBinBits, ChosenBinBits] = [4, 16] with n <= 64 * 2^b (BinBits): a bin
+// holds 32-64 targets on average, about 5-10 KB. Small bins keep updates
+// cheap — an update of k paths re-signs, sends and verifies about k bins —
+// while the snapshot, one entry per bin and fetched by every client on every
+// update, grows with the bin count: at 200,000 artifacts 4096 bins and a
+// 190 KB snapshot; past about four million artifacts the bin count stays
+// at 65,536 (a 3 MB snapshot) and the bins grow instead.
 //
 // When the average reaches four times that (b is two below BinBits(n)),
 // the bins are split, but only when the targets keys are loaded (the demo,

@@ -20,9 +20,9 @@ func ExampleBinBits() {
 	}
 	// Output:
 	// 1000 artifacts: 16 bins
-	// 100000 artifacts: 256 bins
-	// 1000000 artifacts: 2048 bins
-	// 10000000 artifacts: 32768 bins
+	// 100000 artifacts: 2048 bins
+	// 1000000 artifacts: 16384 bins
+	// 10000000 artifacts: 65536 bins
 }
 
 func ExampleHashedTargetName() {

@@ -2,13 +2,12 @@ package tufrepo
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -252,44 +251,15 @@ func (c *Client) fastTarget(p, bin string, now time.Time) (TargetInfo, error) {
 	}
 	fb := c.fast[bin]
 	if fb == nil || fb.version != mf.Version {
-		d := ts.Targets[metadata.TARGETS].Signed.Delegations
-		name := strconv.FormatInt(mf.Version, 10) + "." + url.PathEscape(bin) + ".json"
-		cached := filepath.Join(c.cfg.CacheDir, "bins", name)
-		data, err := os.ReadFile(cached)
-		fromCache := err == nil
-		if !fromCache {
-			max := mf.Length
-			if data, err = c.fetch.DownloadFile(c.cfg.MetadataURL+name, max, 0); err != nil {
-				return TargetInfo{}, c.wrap(c.fetch.ctx, "bin "+bin, err)
-			}
+		ctx := c.fetch.ctx
+		if ctx == nil {
+			ctx = context.Background()
 		}
-		if mf.Length > 0 && int64(len(data)) != mf.Length {
-			return TargetInfo{}, fmt.Errorf("%w: %s is %d bytes, the snapshot says %d", ErrVerification, bin, len(data), mf.Length)
-		}
-		if len(mf.Hashes) > 0 {
-			if err := mf.VerifyLengthHashes(data); err != nil {
-				return TargetInfo{}, fmt.Errorf("%w: %s: %w", ErrVerification, bin, err)
-			}
-		}
-		fb, err = verifyFastBin(data, bin, mf.Version, d.SuccinctRoles, d.Keys, now)
-		if err != nil {
-			if fromCache {
-				os.Remove(cached)
-			}
+		var err error
+		if fb, err = c.loadFastBin(ctx, bin, mf, now); err != nil {
 			return TargetInfo{}, err
 		}
-		if !fromCache {
-			// A cache: no fsync; a copy lost in a crash is fetched again,
-			// and one damaged fails verification and is fetched again.
-			os.MkdirAll(filepath.Dir(cached), 0o700)
-			if err := writeFile(filepath.Dir(cached), name, data, false); err != nil {
-				return TargetInfo{}, err
-			}
-		}
-		if len(c.fast) >= c.cfg.MaxCachedBins {
-			clear(c.fast)
-		}
-		c.fast[bin] = fb
+		c.keepFastBin(bin, fb)
 	}
 	if now.After(fb.expires) {
 		return TargetInfo{}, fmt.Errorf("%w: %s expired at %s", ErrExpired, bin, fb.expires.Format(time.RFC3339))
@@ -299,4 +269,99 @@ func (c *Client) fastTarget(p, bin string, now time.Time) (TargetInfo, error) {
 		return TargetInfo{}, fmt.Errorf("%w: %s", ErrNotFound, p)
 	}
 	return info, nil
+}
+
+// keepFastBin remembers a verified bin, within MaxCachedBins. Called with
+// c.mu held.
+func (c *Client) keepFastBin(bin string, fb *fastBin) {
+	if _, ok := c.fast[bin]; !ok && len(c.fast) >= c.cfg.MaxCachedBins {
+		clear(c.fast)
+	}
+	c.fast[bin] = fb
+}
+
+// loadFastBin fetches bin (at the version and length mf lists) from the
+// repository and verifies it through the fast path. Verified bins are kept
+// in memory only: a relay looks each changed path up once, and a bin it
+// needs again after a restart costs one request. It only reads the trusted
+// state, so several may run at once under c.mu.
+func (c *Client) loadFastBin(ctx context.Context, bin string, mf *metadata.MetaFiles, now time.Time) (*fastBin, error) {
+	d := c.u.GetTrustedMetadataSet().Targets[metadata.TARGETS].Signed.Delegations
+	name := strconv.FormatInt(mf.Version, 10) + "." + url.PathEscape(bin) + ".json"
+	data, err := c.fetch.download(ctx, c.cfg.MetadataURL+name, mf.Length)
+	if err != nil {
+		return nil, c.wrap(ctx, "bin "+bin, err)
+	}
+	if mf.Length > 0 && int64(len(data)) != mf.Length {
+		return nil, fmt.Errorf("%w: %s is %d bytes, the snapshot says %d", ErrVerification, bin, len(data), mf.Length)
+	}
+	if len(mf.Hashes) > 0 {
+		if err := mf.VerifyLengthHashes(data); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrVerification, bin, err)
+		}
+	}
+	return verifyFastBin(data, bin, mf.Version, d.SuccinctRoles, d.Keys, now)
+}
+
+// prefetchWorkers is how many bins Prefetch loads at once.
+const prefetchWorkers = 8
+
+// Prefetch loads and verifies, side by side, the bins holding paths that
+// are not loaded yet, so the Target calls that follow find them in
+// memory: a catalog update touching a few hundred bins then costs a few
+// round trips instead of a few hundred. Bins that are not in ODI's
+// canonical layout, or fail to load, are left to Target, which reports
+// what is wrong with them; Prefetch itself fails only when the top-level
+// metadata cannot be refreshed.
+func (c *Client) Prefetch(ctx context.Context, paths []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.u == nil {
+		if err := c.refreshLocked(ctx); err != nil {
+			return err
+		}
+	}
+	now := c.cfg.Now()
+	ts := c.u.GetTrustedMetadataSet()
+	if checkExpiry(&ts, "", now) != nil {
+		return nil
+	}
+	type job struct {
+		bin string
+		mf  *metadata.MetaFiles
+		fb  *fastBin
+	}
+	var jobs []job
+	seen := map[string]bool{}
+	for _, p := range paths {
+		bin := c.binOf(p)
+		if seen[bin] || ts.Targets[bin] != nil {
+			continue
+		}
+		seen[bin] = true
+		mf, ok := ts.Snapshot.Signed.Meta[bin+".json"]
+		if !ok {
+			continue
+		}
+		if fb := c.fast[bin]; fb != nil && fb.version == mf.Version {
+			continue
+		}
+		jobs = append(jobs, job{bin: bin, mf: mf})
+	}
+	if len(jobs) > c.cfg.MaxCachedBins {
+		jobs = jobs[:c.cfg.MaxCachedBins]
+	}
+	if len(c.fast)+len(jobs) > c.cfg.MaxCachedBins {
+		clear(c.fast) // make room for all of them at once
+	}
+	parallel(len(jobs), prefetchWorkers, func(i int) error {
+		jobs[i].fb, _ = c.loadFastBin(ctx, jobs[i].bin, jobs[i].mf, now)
+		return nil
+	})
+	for _, j := range jobs {
+		if j.fb != nil {
+			c.keepFastBin(j.bin, j.fb)
+		}
+	}
+	return nil
 }

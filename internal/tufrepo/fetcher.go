@@ -26,9 +26,9 @@ type Limits struct {
 	Targets int64
 }
 
-// DefaultLimits fit a 10-million-artifact catalog (32768 bins make a
-// snapshot of about 1.5 MB; a bin holds a few hundred targets, about 75 KB)
-// with room for bins that have grown fourfold before re-binning.
+// DefaultLimits fit a 10-million-artifact catalog (65536 bins make a
+// snapshot of about 3 MB; a bin then holds about 150 targets, 25 KB) with
+// room for bins that have grown fourfold before re-binning.
 func DefaultLimits() Limits {
 	return Limits{Root: 512 << 10, Timestamp: 16 << 10, Snapshot: 8 << 20, Targets: 8 << 20}
 }
@@ -88,12 +88,18 @@ func (f *httpFetcher) limitFor(rawURL string) int64 {
 // DownloadFile fetches urlPath, refusing more than maxLength bytes or the
 // configured limit for the file, whichever is smaller.
 func (f *httpFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
-	if l := f.limitFor(urlPath); maxLength <= 0 || maxLength > l {
-		maxLength = l
-	}
 	ctx := f.ctx
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	return f.download(ctx, urlPath, maxLength)
+}
+
+// download is DownloadFile with its own context, for fetches that run side
+// by side.
+func (f *httpFetcher) download(ctx context.Context, urlPath string, maxLength int64) ([]byte, error) {
+	if l := f.limitFor(urlPath); maxLength <= 0 || maxLength > l {
+		maxLength = l
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, urlPath, nil)
 	if err != nil {

@@ -17,11 +17,19 @@ const (
 	// BinPrefix is the succinct_roles name_prefix: bins are "bin-00".."bin-ff".
 	BinPrefix = "bin"
 	// TargetsPerBin bounds the average number of targets per bin when the
-	// bin count is chosen.
-	TargetsPerBin = 512
-	// MinBinBits and MaxBinBits bound the succinct_roles bit_length.
+	// bin count is chosen. Small bins make small updates cheap: an update
+	// of k paths re-signs, sends and verifies about k bins of this size.
+	// The snapshot grows the other way (one entry per bin), which
+	// ChosenBinBits bounds.
+	TargetsPerBin = 64
+	// MinBinBits and MaxBinBits bound the succinct_roles bit_length a
+	// repository may use and a client accepts.
 	MinBinBits = 4
 	MaxBinBits = 20
+	// ChosenBinBits caps what BinBits picks: 65,536 bins make a snapshot of
+	// about 3 MB, which every client fetches on every update; past about
+	// four million artifacts the bins grow instead.
+	ChosenBinBits = 16
 	// rebinFactorBits: re-bin (when the targets key is at hand) once the
 	// ideal bit length is this many bits above the current one, i.e. bins
 	// hold on average 4x more than TargetsPerBin.
@@ -32,11 +40,11 @@ const (
 const TimestampFile = "timestamp.json"
 
 // BinBits returns the succinct_roles bit_length for a catalog of n
-// artifacts: the smallest b in [MinBinBits, MaxBinBits] such that 2^b bins
-// hold at most TargetsPerBin targets on average.
+// artifacts: the smallest b in [MinBinBits, ChosenBinBits] such that 2^b
+// bins hold at most TargetsPerBin targets on average.
 func BinBits(n int) int {
 	b := MinBinBits
-	for b < MaxBinBits && int64(n) > int64(TargetsPerBin)<<b {
+	for b < ChosenBinBits && int64(n) > int64(TargetsPerBin)<<b {
 		b++
 	}
 	return b

@@ -12,7 +12,7 @@ import (
 
 func TestBinBits(t *testing.T) {
 	for _, tc := range []struct{ n, bits int }{
-		{0, 4}, {1, 4}, {8192, 4}, {8193, 5}, {100_000, 8}, {1_000_000, 11}, {10_000_000, 15}, {1 << 40, 20},
+		{0, 4}, {1, 4}, {1024, 4}, {1025, 5}, {100_000, 11}, {200_000, 12}, {1_000_000, 14}, {4_194_304, 16}, {10_000_000, 16}, {1 << 40, 16},
 	} {
 		if got := tufrepo.BinBits(tc.n); got != tc.bits {
 			t.Errorf("BinBits(%d) = %d, want %d", tc.n, got, tc.bits)

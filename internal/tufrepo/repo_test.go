@@ -78,8 +78,9 @@ func TestApplyResignsOnlyTouchedBins(t *testing.T) {
 	// Two paths in different bins: one changed, one new; one deletion.
 	changed, added, deleted := tuftest.ArtifactPath(7), "new/thing-1.0.tar.gz", tuftest.ArtifactPath(8)
 	bins := map[string]bool{}
+	bits := tufrepo.BinBits(2000)
 	for _, p := range []string{changed, added, deleted} {
-		bins[tufrepo.BinFor(p, 4)] = true
+		bins[tufrepo.BinFor(p, bits)] = true
 	}
 	newContent := []byte("version two")
 	before := modTimes(t, repo.Dir)
@@ -367,7 +368,7 @@ func TestBuildRebinsForCatalogSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := repo.Status()
-	if st.Bins != 64 || st.Targets != 2 || st.Artifacts != 17_000 || len(commit.Bins) != 64 {
+	if want := 1 << tufrepo.BinBits(17_000); st.Bins != want || st.Targets != 2 || st.Artifacts != 17_000 || len(commit.Bins) != want {
 		t.Fatalf("after build: %+v, %d bins signed", st, len(commit.Bins))
 	}
 	// The client, which cached a snapshot listing the 16 old bins,
@@ -391,22 +392,23 @@ func TestApplyRebinsWhenCatalogOutgrowsBinsAndRebinShrinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var chs []catalog.Change
-	// 16 bins hold 512 targets each on average up to 8192 artifacts; past
-	// 16384 (2 bits more) the bins are split.
-	for i := 100; i < 16_500; i++ {
+	// 16 bins hold TargetsPerBin targets each on average up to 16 times
+	// that; past 64 times (2 bits more) the bins are split.
+	grown := 64*tufrepo.TargetsPerBin + 100
+	for i := 100; i < grown; i++ {
 		a := tuftest.Artifact(tuftest.ArtifactPath(i))
 		chs = append(chs, catalog.Change{Path: a.Path, Size: a.Size, Digest: a.Digest})
 	}
 	if _, err := repo.Apply(chs, repo.Now); err != nil {
 		t.Fatal(err)
 	}
-	if st := repo.Status(); st.Bins != 64 || st.Artifacts != 16_500 || st.NeedsRebin {
+	if st := repo.Status(); st.Bins != 1<<tufrepo.BinBits(grown) || st.Bins < 64 || st.Artifacts != grown || st.NeedsRebin {
 		t.Fatalf("after growth: %+v", st)
 	}
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{5, 16_499} {
+	for _, i := range []int{5, grown - 1} {
 		if _, err := c.Target(ctx, tuftest.ArtifactPath(i)); err != nil {
 			t.Fatalf("Target %d after split: %v", i, err)
 		}
@@ -415,13 +417,13 @@ func TestApplyRebinsWhenCatalogOutgrowsBinsAndRebinShrinks(t *testing.T) {
 	if _, err := repo.Rebin(5, repo.Now); err != nil {
 		t.Fatal(err)
 	}
-	if st := repo.Status(); st.Bins != 32 || st.Artifacts != 16_500 {
+	if st := repo.Status(); st.Bins != 32 || st.Artifacts != grown {
 		t.Fatalf("after merge: %+v", st)
 	}
 	if err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{5, 16_499} {
+	for _, i := range []int{5, grown - 1} {
 		if _, err := c.Target(ctx, tuftest.ArtifactPath(i)); err != nil {
 			t.Fatalf("Target %d after merge: %v", i, err)
 		}
