@@ -85,20 +85,15 @@ func (s *Server) expunge(ctx context.Context, cmd httpapi.Command) (string, erro
 	if c := s.cats[cmd.Catalog]; c != nil {
 		for p, e := range c.entries {
 			if withdrawn[e.digest] {
-				delete(c.entries, p)
-				s.refs[e.digest]--
-				if s.refs[e.digest] <= 0 {
-					delete(s.refs, e.digest)
-				}
+				s.removeEntryLocked(cmd.Catalog, c, p)
 				paths = append(paths, p)
 			}
 		}
 	}
 	var held []catalog.Digest
 	for d := range withdrawn {
-		if b, ok := s.blobs[d]; ok {
-			delete(s.blobs, d)
-			s.used -= b.size
+		if _, ok := s.blobs[d]; ok {
+			s.forgetBlobLocked(d)
 			held = append(held, d)
 		}
 	}

@@ -200,7 +200,7 @@ func (s *Server) sendChanges(ctx context.Context, session string, adds, removes 
 func (s *Server) deleteCondemned(ds []catalog.Digest) {
 	for _, d := range ds {
 		s.mu.Lock()
-		b, held := s.blobs[d]
+		_, held := s.blobs[d]
 		if !held || s.refs[d] > 0 {
 			s.mu.Unlock()
 			if held {
@@ -208,8 +208,7 @@ func (s *Server) deleteCondemned(ds []catalog.Digest) {
 			}
 			continue
 		}
-		delete(s.blobs, d)
-		s.used -= b.size
+		s.forgetBlobLocked(d)
 		s.mu.Unlock()
 		if err := s.store.Delete(d); err != nil {
 			s.log.Warn("cannot delete unused blob", "digest", d, "err", err)

@@ -66,6 +66,7 @@ type Server struct {
 	cats     map[string]*catState           // guarded by mu
 	blobs    map[catalog.Digest]*blobRecord // held blobs; guarded by mu
 	refs     map[catalog.Digest]int         // entries per digest; guarded by mu
+	missing  *missingSet                    // paths whose blobs are not held; guarded by mu
 	used     int64                          // bytes of held blobs; guarded by mu
 	state    string                         // syncing or ready; guarded by mu
 	problems map[string]string              // kind → message; guarded by mu
@@ -174,6 +175,7 @@ func New(ctx context.Context, cfg config.Relay, deps Deps) (*Server, error) {
 		pulls:    pulls{inflight: make(map[catalog.Digest]chan struct{})},
 		blobs:    make(map[catalog.Digest]*blobRecord),
 		refs:     make(map[catalog.Digest]int),
+		missing:  &missingSet{blobs: map[catalog.Digest]*missingBlob{}, buckets: map[string]*[1 << bucketBits]int32{}, stale: true},
 		state:    httpapi.StateSyncing,
 		problems: make(map[string]string),
 		syncNow:  make(chan struct{}, 1),
@@ -233,10 +235,9 @@ func (s *Server) load(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	for d, b := range s.blobs {
+	for d := range s.blobs {
 		if !onDisk[d] {
-			delete(s.blobs, d)
-			s.used -= b.size
+			s.forgetBlobLocked(d)
 			if err := s.db.deleteBlob(ctx, d); err != nil {
 				return err
 			}

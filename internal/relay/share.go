@@ -98,9 +98,8 @@ func (s *Server) dropOutside(ctx context.Context, name string, want share) error
 			if want.keepsHash(p, e.phash) {
 				continue
 			}
-			delete(c.entries, p)
 			paths = append(paths, p)
-			if d, gone := s.unrefLocked(e.digest); gone {
+			if d, gone := s.removeEntryLocked(name, c, p); gone {
 				unused = append(unused, d)
 			}
 		}
@@ -169,27 +168,14 @@ func appendShard(runs []placement.Range, sh uint32) []placement.Range {
 // completeShares computes, per catalog, the shards of its share the relay
 // holds entirely (every path's blob held) at its version.
 func (s *Server) completeShares() map[string]placement.Ranges {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := map[string]placement.Ranges{}
 	for name, c := range s.cats {
-		bits := c.share.Holds.Bits
-		if bits == 0 || c.share.Holds.Empty() {
+		if c.share.Holds.Bits == 0 || c.share.Holds.Empty() {
 			continue
 		}
-		missing := map[uint32]bool{}
-		for _, e := range c.entries {
-			if _, held := s.blobs[e.digest]; !held {
-				missing[placement.ShardOf(e.phash, bits)] = true
-			}
-		}
-		var shards []uint32
-		for _, sh := range c.share.Holds.Shards() {
-			if !missing[sh] {
-				shards = append(shards, sh)
-			}
-		}
-		out[name] = placement.RangesOf(bits, shards)
+		out[name] = s.completeLocked(name, c.share.Holds)
 	}
 	return out
 }

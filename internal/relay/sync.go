@@ -275,13 +275,9 @@ func (s *Server) updateState(want []httpapi.Assignment) {
 			ready = false
 		}
 	}
-	if ready {
-		for d := range s.refs {
-			if _, ok := s.blobs[d]; !ok && s.problems["quota"] == "" {
-				ready = false
-				break
-			}
-		}
+	if ready && s.problems["quota"] == "" {
+		s.rebuildMissingLocked()
+		ready = len(s.missing.blobs) == 0
 	}
 	st := httpapi.StateSyncing
 	if ready {
@@ -406,17 +402,19 @@ func (s *Server) verifyAndApply(ctx context.Context, name string, changes []cata
 	for _, ch := range changes {
 		// A path pulled through earlier now has a newer state: forget it.
 		delete(s.cached[name], ch.Path)
-		if old, ok := c.entries[ch.Path]; ok {
-			if d, gone := s.unrefLocked(old.digest); gone {
-				unused = append(unused, d)
-			}
+		var d catalog.Digest
+		var gone bool
+		if ch.Deleted {
+			d, gone = s.removeEntryLocked(name, c, ch.Path)
+		} else {
+			d, gone = s.putEntryLocked(name, c, ch.Path, entryRef{digest: ch.Digest, size: ch.Size, phash: catalog.PathHash(ch.Path)})
+		}
+		if gone {
+			unused = append(unused, d)
 		}
 		if ch.Deleted {
-			delete(c.entries, ch.Path)
 			continue
 		}
-		c.entries[ch.Path] = entryRef{digest: ch.Digest, size: ch.Size, phash: catalog.PathHash(ch.Path)}
-		s.refs[ch.Digest]++
 		if _, held := s.blobs[ch.Digest]; held {
 			// Already here (under another path, or an earlier version):
 			// say so again, the directory may have forgotten it.
@@ -471,17 +469,12 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 	}
 	var list []want
 	var budget int64
-	s.mu.RLock()
-	seen := map[catalog.Digest]bool{}
-	for name, c := range s.cats {
-		for _, e := range c.entries {
-			if _, held := s.blobs[e.digest]; !held && !seen[e.digest] {
-				seen[e.digest] = true
-				list = append(list, want{e.digest, e.size, name})
-			}
-		}
+	s.mu.Lock()
+	s.rebuildMissingLocked()
+	for d, mb := range s.missing.blobs {
+		list = append(list, want{d, mb.size, mb.catalog})
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if len(list) == 0 {
 		s.setProblem("quota", "")
 		return nil
@@ -607,6 +600,7 @@ func (b *blobBatch) flush(ctx context.Context) {
 		rec.lastAccess.Store(now.UnixNano())
 		s.blobs[d] = rec
 		s.used += rec.size
+		s.missing.held(d)
 	}
 	s.mu.Unlock()
 	s.rep.add(ds)
@@ -617,11 +611,8 @@ func (b *blobBatch) flush(ctx context.Context) {
 // schedules a new fetch.
 func (s *Server) drop(d catalog.Digest, why string) {
 	s.mu.Lock()
-	b, ok := s.blobs[d]
-	if ok {
-		delete(s.blobs, d)
-		s.used -= b.size
-	}
+	_, ok := s.blobs[d]
+	s.forgetBlobLocked(d)
 	s.mu.Unlock()
 	if !ok {
 		return
