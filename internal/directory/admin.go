@@ -128,8 +128,10 @@ func (s *Server) handleRescan(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return httpapi.Errorf(http.StatusNotFound, "no catalog %q published from a folder on this directory", name)
 	}
+	asked := s.now()
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
+	s.log.Debug("rescan requested", "catalog", name, "paths", len(req.Paths), "waited", s.now().Sub(asked))
 	var sum catalog.Summary
 	var v uint64
 	if len(req.Paths) == 0 {

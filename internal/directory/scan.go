@@ -13,6 +13,7 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/store"
 )
 
 // scanResult is what a scan of a catalog's folder found changed.
@@ -202,8 +203,7 @@ func (s *Server) scanPaths(ctx context.Context, name, root string, paths []strin
 			jobs = append(jobs, job{rel, fi, old, had})
 		}
 	}
-	// Each copy into the durable store waits for its fsync; run them side
-	// by side so a few hundred files cost a few disk round trips.
+	// Copy files in side by side; publishWith makes them durable together.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan job)
@@ -243,7 +243,14 @@ func (s *Server) importFile(ctx context.Context, abs string, before fs.FileInfo)
 		return catalog.Digest{}, 0, err
 	}
 	defer f.Close()
-	d, n, err := s.store.Import(ctx, f, maxArtifactSize)
+	var d catalog.Digest
+	var n int64
+	if b, ok := s.store.(store.Batcher); ok {
+		// publishWith syncs the store once before committing the scan.
+		d, n, err = b.ImportUnsynced(ctx, f, maxArtifactSize)
+	} else {
+		d, n, err = s.store.Import(ctx, f, maxArtifactSize)
+	}
 	if err != nil {
 		return d, n, err
 	}
@@ -302,6 +309,13 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	res, have, err := scan(row)
 	if err != nil {
 		return res.sum, row.Version, err
+	}
+	// The blobs the scan copied in must be on disk before the database
+	// says they exist.
+	if b, ok := s.store.(store.Batcher); ok && len(res.puts)+len(res.touches) > 0 {
+		if err := b.Sync(); err != nil {
+			return res.sum, row.Version, err
+		}
 	}
 	scanned := s.now()
 	for _, msg := range res.skipped {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/opendistribution/odi/internal/fsync"
+
 	"github.com/opendistribution/odi/internal/catalog"
 )
 
@@ -97,11 +99,29 @@ func (s *Disk) Put(ctx context.Context, d catalog.Digest, size int64, r io.Reade
 		f.Close()
 		return fmt.Errorf("store: put %s: %w", d, ClassifyWriteError(err))
 	}
-	return s.commit(f, d)
+	return s.commit(f, d, s.durable)
 }
 
 // Import implements Store.
 func (s *Disk) Import(ctx context.Context, r io.Reader, maxSize int64) (catalog.Digest, int64, error) {
+	return s.importFile(ctx, r, maxSize, s.durable)
+}
+
+// ImportUnsynced implements Batcher: Import without the fsyncs, which Sync
+// then does for every blob imported so.
+func (s *Disk) ImportUnsynced(ctx context.Context, r io.Reader, maxSize int64) (catalog.Digest, int64, error) {
+	return s.importFile(ctx, r, maxSize, false)
+}
+
+// Sync implements Batcher: one flush of the store's file system.
+func (s *Disk) Sync() error {
+	if err := fsync.FS(s.root); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+func (s *Disk) importFile(ctx context.Context, r io.Reader, maxSize int64, durable bool) (catalog.Digest, int64, error) {
 	f, err := os.CreateTemp(s.tmp, "import-*")
 	if err != nil {
 		return catalog.Digest{}, 0, fmt.Errorf("store: import: %w", err)
@@ -117,7 +137,7 @@ func (s *Disk) Import(ctx context.Context, r io.Reader, maxSize int64) (catalog.
 	}
 	// Renaming over a blob already there replaces it with bytes just
 	// verified, repairing it if it was damaged.
-	return d, n, s.commit(f, d)
+	return d, n, s.commit(f, d, durable)
 }
 
 func (s *Disk) copy(f io.Writer, r io.Reader) (catalog.Digest, int64, error) {
@@ -126,9 +146,10 @@ func (s *Disk) copy(f io.Writer, r io.Reader) (catalog.Digest, int64, error) {
 	return hashCopy(f, r, *bp)
 }
 
-// commit makes the verified temporary file f the blob d.
-func (s *Disk) commit(f *os.File, d catalog.Digest) error {
-	if s.durable {
+// commit makes the verified temporary file f the blob d, durable on disk
+// before it returns when durable is set.
+func (s *Disk) commit(f *os.File, d catalog.Digest, durable bool) error {
+	if durable {
 		if err := f.Sync(); err != nil {
 			f.Close()
 			return fmt.Errorf("store: put %s: %w", d, err)
@@ -150,21 +171,12 @@ func (s *Disk) commit(f *os.File, d catalog.Digest) error {
 	if err := os.Rename(f.Name(), dst); err != nil {
 		return fmt.Errorf("store: put %s: %w", d, err)
 	}
-	if s.durable {
-		if err := syncDir(dir); err != nil {
+	if durable {
+		if err := fsync.File(dir); err != nil {
 			return fmt.Errorf("store: put %s: %w", d, err)
 		}
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Delete implements Store.
@@ -228,5 +240,5 @@ func (s *Disk) Adopt(ctx context.Context, d catalog.Digest, size int64, path str
 	if err != nil {
 		return fmt.Errorf("store: adopt %s: %w", d, err)
 	}
-	return s.commit(f, d)
+	return s.commit(f, d, s.durable)
 }

@@ -74,6 +74,15 @@ type Store interface {
 	Walk(fn func(d catalog.Digest, size int64) error) error
 }
 
+// Batcher is a Store that can make many imports durable at once: blobs
+// stored with ImportUnsynced are readable at once but may be lost in a
+// crash until Sync returns. A directory publishing a few hundred files
+// flushes its disk once instead of twice per blob.
+type Batcher interface {
+	ImportUnsynced(ctx context.Context, r io.Reader, maxSize int64) (catalog.Digest, int64, error)
+	Sync() error
+}
+
 // Verify re-reads blob d and checks its digest and size.
 func Verify(s Store, d catalog.Digest) error {
 	f, err := s.Open(d)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -132,5 +133,42 @@ func TestDiskAdopt(t *testing.T) {
 	}
 	if _, err := os.Stat(part); !os.IsNotExist(err) {
 		t.Error("adopted file still at its old path")
+	}
+}
+
+// Blobs imported unsynced are stored and readable at once, and Sync makes
+// them durable together; an import that fails leaves nothing behind.
+func TestDiskImportUnsyncedThenSync(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.OpenDisk(dir, store.DiskOptions{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b store.Batcher = s
+	var ds []catalog.Digest
+	for i := 0; i < 40; i++ {
+		data := bytes.Repeat([]byte{byte(i)}, 100+i)
+		d, n, err := b.ImportUnsynced(context.Background(), bytes.NewReader(data), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != int64(len(data)) || d != catalog.Digest(sha256.Sum256(data)) {
+			t.Fatalf("import %d: got %d bytes %s", i, n, d)
+		}
+		ds = append(ds, d)
+	}
+	if _, _, err := b.ImportUnsynced(context.Background(), bytes.NewReader(make([]byte, 2000)), 1000); err == nil {
+		t.Error("an import longer than its limit succeeded")
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if err := store.Verify(s, d); err != nil {
+			t.Error(err)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("%d temporary files left", len(left))
 	}
 }

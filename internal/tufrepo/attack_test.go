@@ -85,6 +85,49 @@ func TestClientRefusesSnapshotDroppingBin(t *testing.T) {
 	wantVerification(t, c.Refresh(ctx), &metadata.ErrRepository{})
 }
 
+// A refresh sets the cached snapshot aside to verify only the new one; a
+// refused snapshot must not leave the cache without the old one, or a
+// restarted client would have nothing to check the next rollback against.
+func TestClientKeepsRollbackProtectionAcrossRestartAfterRefusedSnapshot(t *testing.T) {
+	repo, s, c := setup(t, tuftest.Options{})
+	f := newForger(t, repo, s)
+	bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
+	f.snapshot(func(s *metadata.SnapshotType) { s.Meta[bin+".json"].Version-- })
+	wantVerification(t, c.Refresh(ctx), &metadata.ErrBadVersionNumber{})
+	if _, err := os.Stat(filepath.Join(clientCache(t, c), "snapshot.json")); err != nil {
+		t.Fatalf("the trusted snapshot is gone from the cache: %v", err)
+	}
+	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
+		CacheDir: clientCache(t, c), HTTPClient: s.Client(), Now: newClientNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVerification(t, c2.Refresh(ctx), &metadata.ErrBadVersionNumber{})
+	if _, err := c.Target(ctx, tuftest.ArtifactPath(0)); err != nil {
+		t.Fatalf("the first client stopped vouching for what it verified: %v", err)
+	}
+}
+
+// A client stopped in the middle of a refresh, with the cached snapshot
+// set aside, finds it again when it starts.
+func TestClientRestoresSnapshotSetAsideByInterruptedRefresh(t *testing.T) {
+	repo, s, c := setup(t, tuftest.Options{})
+	dir := clientCache(t, c)
+	p := filepath.Join(dir, "snapshot.json")
+	if err := os.Rename(p, p+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	f := newForger(t, repo, s)
+	bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
+	f.snapshot(func(s *metadata.SnapshotType) { delete(s.Meta, bin+".json") })
+	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
+		CacheDir: dir, HTTPClient: s.Client(), Now: newClientNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVerification(t, c2.Refresh(ctx), &metadata.ErrRepository{})
+}
+
 // expiredClient signs a repository with one role's expiry set to an hour
 // and returns a client whose clock is two hours later.
 func expiredClient(t *testing.T, exp tufrepo.Expiry) (*tuftest.Repo, *tufrepo.Client) {

@@ -129,6 +129,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.HTTPClient = http.DefaultClient
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	recoverAsideSnapshot(cfg.CacheDir)
 	if cfg.MaxCachedBins <= 0 {
 		cfg.MaxCachedBins = 512
 	}
@@ -255,16 +256,33 @@ func (c *Client) Refresh(ctx context.Context) error {
 
 func (c *Client) refreshLocked(ctx context.Context) error {
 	c.fetch.ctx = ctx
-	defer func() { c.fetch.ctx = nil }()
+	defer func() { c.fetch.ctx, c.fetch.timestamp = nil, nil }()
+	prev := c.setSnapshotAsideLocked() // see refresh.go
 	u, err := c.newUpdater(false)
 	if err != nil {
+		if prev != nil {
+			c.restoreSnapshot()
+		}
 		return err
 	}
-	if _, err := guard(func() (struct{}, error) { return struct{}{}, u.Refresh() }); err != nil {
+	_, err = guard(func() (struct{}, error) { return struct{}{}, u.Refresh() })
+	if err == nil && prev != nil {
+		err = checkSnapshotRollback(prev, u)
+	}
+	if err != nil {
+		if prev != nil {
+			c.restoreSnapshot()
+		}
 		return c.wrap(ctx, "refresh", err)
 	}
 	if err := checkClientPolicy(u); err != nil {
+		if prev != nil {
+			c.restoreSnapshot()
+		}
 		return err
+	}
+	if prev != nil {
+		c.dropAsideSnapshot()
 	}
 	c.u = u
 	return nil

@@ -57,6 +57,9 @@ type httpFetcher struct {
 	client *http.Client
 	limits Limits
 	ctx    context.Context
+	// timestamp, when set, answers the next fetch of timestamp.json: the
+	// client read it first to decide how to refresh (Client.refreshLocked).
+	timestamp []byte
 }
 
 var _ fetcher.Fetcher = (*httpFetcher)(nil)
@@ -85,12 +88,25 @@ func (f *httpFetcher) limitFor(rawURL string) int64 {
 	}
 }
 
+func isTimestampURL(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && path.Base(u.Path) == TimestampFile
+}
+
 // DownloadFile fetches urlPath, refusing more than maxLength bytes or the
 // configured limit for the file, whichever is smaller.
 func (f *httpFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
 	ctx := f.ctx
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if f.timestamp != nil && isTimestampURL(urlPath) {
+		data := f.timestamp
+		f.timestamp = nil
+		if maxLength > 0 && int64(len(data)) > maxLength {
+			return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s exceeds %d bytes", urlPath, maxLength)}
+		}
+		return data, nil
 	}
 	return f.download(ctx, urlPath, maxLength)
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/opendistribution/odi/internal/fsync"
 )
 
 // tmpPrefix marks files being written; IsMetadataName never matches them
@@ -75,19 +77,15 @@ func removeTemps(dir string) error {
 	return nil
 }
 
-// syncFiles makes files in dir durable, many at once: fsyncs of different
-// files overlap in the device's queue, so a commit of a few hundred bins
-// waits for the disk a few times instead of a few hundred.
+// syncFiles makes files in dir durable, many at once: a commit of a few
+// hundred bins flushes the file system once instead of fsyncing each.
 func syncFiles(dir string, names []string) error {
-	return parallel(len(names), 32, func(i int) error {
-		f, err := os.Open(filepath.Join(dir, names[i]))
-		if err != nil {
-			return fmt.Errorf("tufrepo: sync %s: %w", names[i], err)
-		}
-		defer f.Close()
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("tufrepo: sync %s: %w", names[i], err)
-		}
-		return nil
-	})
+	paths := make([]string, len(names))
+	for i, n := range names {
+		paths[i] = filepath.Join(dir, n)
+	}
+	if err := fsync.Files(paths, nil); err != nil {
+		return fmt.Errorf("tufrepo: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,164 @@
+package tufrepo
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// Refreshing after a change. go-tuf's updater verifies the cached snapshot
+// (parsing it and encoding it canonically to check its signature) before
+// it learns that the new timestamp names another one, which it then
+// downloads and verifies too. With thousands of bins that first check is
+// half of what a refresh costs, and it tells the client nothing new: the
+// cached snapshot was verified before it was stored, and the client still
+// holds it verified in memory. So when the timestamp names a snapshot
+// version other than the one the client trusts, the client sets the cached
+// file aside, lets go-tuf verify only the new one, and makes the rollback
+// checks go-tuf would have made against the old one itself (TUF 5.5.5: no
+// file listed before is dropped or gets a lower version). If anything
+// fails, the old file goes back.
+
+// snapshotFile is the name go-tuf caches the trusted snapshot under;
+// asideSuffix marks it set aside during a refresh.
+const (
+	snapshotFile = "snapshot.json"
+	asideSuffix  = ".aside"
+)
+
+// trustedSnapshot is the version and file versions of a snapshot the
+// client verified, under root version rootVersion.
+type trustedSnapshot struct {
+	version     int64
+	meta        map[string]int64
+	md          *metadata.Metadata[metadata.SnapshotType]
+	rootVersion int64
+}
+
+// trustedSnapshotLocked returns the snapshot of the last successful refresh
+// held in memory, or nil. After a restart it is nil: the cached file is
+// then verified by go-tuf as usual.
+func (c *Client) trustedSnapshotLocked() *trustedSnapshot {
+	if c.u == nil {
+		return nil
+	}
+	s := c.u.GetTrustedMetadataSet().Snapshot
+	if s == nil {
+		return nil
+	}
+	t := &trustedSnapshot{version: s.Signed.Version, meta: make(map[string]int64, len(s.Signed.Meta)),
+		md: s, rootVersion: c.u.GetTrustedMetadataSet().Root.Signed.Version}
+	for name, mf := range s.Signed.Meta {
+		t.meta[name] = mf.Version
+	}
+	return t
+}
+
+// peekSnapshotVersion reads, without verifying anything, the snapshot
+// version a timestamp names. It only decides which path the refresh takes;
+// go-tuf verifies the timestamp itself.
+func peekSnapshotVersion(timestamp []byte) (int64, bool) {
+	var probe struct {
+		Signed struct {
+			Meta map[string]struct {
+				Version int64 `json:"version"`
+			} `json:"meta"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(timestamp, &probe) != nil {
+		return 0, false
+	}
+	m, ok := probe.Signed.Meta[snapshotFile]
+	return m.Version, ok
+}
+
+// setSnapshotAsideLocked prepares a refresh: it fetches the timestamp
+// (handed to go-tuf next, so it is fetched once) and, when it names a new
+// snapshot, moves the cached snapshot out of go-tuf's way. It returns the
+// snapshot the client trusted when it did, else nil.
+func (c *Client) setSnapshotAsideLocked() *trustedSnapshot {
+	prev := c.trustedSnapshotLocked()
+	if prev == nil {
+		return nil
+	}
+	u := strings.TrimSuffix(c.cfg.MetadataURL, "/") + "/" + TimestampFile
+	data, err := c.fetch.download(c.fetch.ctx, u, 0)
+	if err != nil {
+		return nil // go-tuf will fetch it again and report the error
+	}
+	c.fetch.timestamp = data
+	if v, ok := peekSnapshotVersion(data); !ok || v == prev.version {
+		return nil
+	}
+	p := filepath.Join(c.cfg.CacheDir, snapshotFile)
+	if os.Rename(p, p+asideSuffix) != nil {
+		return nil
+	}
+	return prev
+}
+
+// restoreSnapshot puts the snapshot set aside back, replacing
+// whatever go-tuf cached from a refresh that failed.
+func (c *Client) restoreSnapshot() {
+	p := filepath.Join(c.cfg.CacheDir, snapshotFile)
+	os.Rename(p+asideSuffix, p)
+}
+
+// dropAsideSnapshot deletes the snapshot set aside once the new one is
+// trusted.
+func (c *Client) dropAsideSnapshot() {
+	os.Remove(filepath.Join(c.cfg.CacheDir, snapshotFile+asideSuffix))
+}
+
+// recoverAsideSnapshot puts back a snapshot set aside by a refresh that
+// never finished (the process stopped), unless go-tuf stored a newer one.
+func recoverAsideSnapshot(cacheDir string) {
+	p := filepath.Join(cacheDir, snapshotFile)
+	if _, err := os.Stat(p + asideSuffix); err != nil {
+		return
+	}
+	if _, err := os.Stat(p); err == nil {
+		os.Remove(p + asideSuffix)
+		return
+	}
+	os.Rename(p+asideSuffix, p)
+}
+
+// checkSnapshotRollback makes the checks go-tuf makes of a new snapshot
+// against the trusted one, for a refresh that set the cached one aside.
+// Like go-tuf, it checks against the old snapshot only if the old one is
+// still validly signed under the new root: when the snapshot keys were
+// rotated (recovery from a fast-forward attack, TUF 5.3.11) the old
+// versions no longer bind.
+func checkSnapshotRollback(prev *trustedSnapshot, u *updater.Updater) error {
+	ts := u.GetTrustedMetadataSet()
+	s := ts.Snapshot
+	if s == nil {
+		return &metadata.ErrRepository{Msg: "no snapshot after refresh"}
+	}
+	if ts.Root.Signed.Version != prev.rootVersion {
+		if _, err := guard(func() (struct{}, error) {
+			return struct{}{}, ts.Root.VerifyDelegate(metadata.SNAPSHOT, prev.md)
+		}); err != nil {
+			return nil
+		}
+	}
+	if s.Signed.Version < prev.version {
+		return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("new snapshot version %d is lower than the trusted %d", s.Signed.Version, prev.version)}
+	}
+	for name, v := range prev.meta {
+		mf, ok := s.Signed.Meta[name]
+		if !ok {
+			return &metadata.ErrRepository{Msg: fmt.Sprintf("new snapshot is missing info for %s", name)}
+		}
+		if mf.Version < v {
+			return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("expected %s version %d or higher, got %d", name, v, mf.Version)}
+		}
+	}
+	return nil
+}
