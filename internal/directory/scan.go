@@ -23,6 +23,9 @@ type scanResult struct {
 	touches []touch
 	sum     catalog.Summary
 	skipped []string // files left out, with the reason
+	// imported lists the blobs copied in, to be made durable together
+	// before the commit.
+	imported []catalog.Digest
 }
 
 // known is what the database says about a path, for deciding whether a
@@ -130,6 +133,7 @@ func (s *Server) classify(res *scanResult, name, rel string, fi fs.FileInfo, old
 	var wd withdrawal
 	withdrawn := false
 	if err == nil {
+		res.imported = append(res.imported, d)
 		s.mu.Lock()
 		wd, withdrawn = s.withdrawnLocked(name, rel)
 		s.mu.Unlock()
@@ -312,8 +316,8 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	}
 	// The blobs the scan copied in must be on disk before the database
 	// says they exist.
-	if b, ok := s.store.(store.Batcher); ok && len(res.puts)+len(res.touches) > 0 {
-		if err := b.Sync(); err != nil {
+	if b, ok := s.store.(store.Batcher); ok && len(res.imported) > 0 {
+		if err := b.Sync(res.imported); err != nil {
 			return res.sum, row.Version, err
 		}
 	}

@@ -2,9 +2,11 @@
 //
 // Publishing a catalog update writes a few hundred small files (blobs,
 // signed bins). An fsync of each, even side by side, waits on the disk
-// many times; one flush of the whole file system waits once. FS is that
-// flush; Files picks it for large batches and fsyncs each file for small
-// ones, where flushing whatever else is dirty would cost more.
+// many times; one flush of the whole file system waits once, but it also
+// writes whatever else is waiting to be written, which can be gigabytes
+// while someone copies a release in. Files flushes the file system for a
+// batch of files when little else is waiting (Linux reports it in
+// /proc/meminfo), and fsyncs each file, side by side, otherwise.
 package fsync
 
 import (
@@ -13,13 +15,20 @@ import (
 	"sync"
 )
 
-// Batch is the number of files from which Files flushes the whole file
-// system rather than each file.
-const Batch = 16
+// Batch is the number of files from which Files may flush the whole file
+// system rather than each file; maxPending is how many bytes waiting to be
+// written elsewhere it then accepts to write as well.
+const (
+	Batch      = 16
+	maxPending = 8 << 20
+)
 
-// FS makes every write to the file system holding dir durable: data,
-// metadata and renames, in every folder.
-func FS(dir string) error {
+// parallelSyncs bounds the fsyncs Files runs at once.
+const parallelSyncs = 32
+
+// flushFS makes every write to the file system holding dir durable:
+// data, metadata and renames, in every folder.
+func flushFS(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync: %w", err)
@@ -39,19 +48,18 @@ func Files(paths, dirs []string) error {
 	if n == 0 {
 		return nil
 	}
-	if n >= Batch {
-		if len(paths) > 0 {
-			return FS(paths[0])
-		}
-		return FS(dirs[0])
-	}
 	all := append(append(make([]string, 0, n), paths...), dirs...)
+	if n >= Batch && pendingWrites() <= maxPending {
+		return flushFS(all[0])
+	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, parallelSyncs)
 	for i, p := range all {
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-sem; wg.Done() }()
 			errs[i] = File(p)
 		}()
 	}

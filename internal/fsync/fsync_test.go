@@ -1,6 +1,7 @@
 package fsync
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,7 +33,16 @@ func TestMissingFileIsAnError(t *testing.T) {
 	if err := Files([]string{missing}, nil); err == nil {
 		t.Error("syncing a missing file succeeded")
 	}
-	if err := FS(missing); err == nil {
+	if err := flushFS(missing); err == nil {
 		t.Error("flushing the file system of a missing path succeeded")
+	}
+}
+
+func TestPendingWritesReadsMeminfo(t *testing.T) {
+	if _, err := os.Stat("/proc/meminfo"); err != nil {
+		t.Skip("no /proc/meminfo")
+	}
+	if n := pendingWrites(); n < 0 || n == math.MaxInt64 {
+		t.Errorf("pendingWrites() = %d, want the Dirty and Writeback bytes of /proc/meminfo", n)
 	}
 }

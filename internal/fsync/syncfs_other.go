@@ -3,14 +3,12 @@
 package fsync
 
 import (
+	"math"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
-// syncFS flushes every file system (sync(2)); there is no call for one
-// alone here, and sync(2) reports no errors, so f is fsynced as well.
-func syncFS(f *os.File) error {
-	unix.Sync()
-	return f.Sync()
-}
+// syncFS is never reached here: pendingWrites cannot tell what a flush of
+// the file system would cost, so Files always fsyncs each file.
+func syncFS(f *os.File) error { return f.Sync() }
+
+func pendingWrites() int64 { return math.MaxInt64 }

@@ -108,14 +108,25 @@ func (s *Disk) Import(ctx context.Context, r io.Reader, maxSize int64) (catalog.
 }
 
 // ImportUnsynced implements Batcher: Import without the fsyncs, which Sync
-// then does for every blob imported so.
+// then does for a batch of blobs.
 func (s *Disk) ImportUnsynced(ctx context.Context, r io.Reader, maxSize int64) (catalog.Digest, int64, error) {
 	return s.importFile(ctx, r, maxSize, false)
 }
 
-// Sync implements Batcher: one flush of the store's file system.
-func (s *Disk) Sync() error {
-	if err := fsync.FS(s.root); err != nil {
+// Sync implements Batcher: the blobs and the folders they were renamed
+// into, fsynced together (see package fsync).
+func (s *Disk) Sync(ds []catalog.Digest) error {
+	paths := make([]string, len(ds))
+	dirs := make([]string, 0, len(ds))
+	seen := make(map[string]bool, len(ds))
+	for i, d := range ds {
+		paths[i] = s.Path(d)
+		if dir := filepath.Dir(paths[i]); !seen[dir] {
+			seen[dir] = true
+			dirs = append(dirs, dir)
+		}
+	}
+	if err := fsync.Files(paths, dirs); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil

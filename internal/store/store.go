@@ -76,11 +76,12 @@ type Store interface {
 
 // Batcher is a Store that can make many imports durable at once: blobs
 // stored with ImportUnsynced are readable at once but may be lost in a
-// crash until Sync returns. A directory publishing a few hundred files
-// flushes its disk once instead of twice per blob.
+// crash until Sync of their digests returns. A directory publishing a few
+// hundred files waits for the disk once or a few times, not twice per
+// blob.
 type Batcher interface {
 	ImportUnsynced(ctx context.Context, r io.Reader, maxSize int64) (catalog.Digest, int64, error)
-	Sync() error
+	Sync(ds []catalog.Digest) error
 }
 
 // Verify re-reads blob d and checks its digest and size.

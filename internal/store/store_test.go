@@ -160,7 +160,7 @@ func TestDiskImportUnsyncedThenSync(t *testing.T) {
 	if _, _, err := b.ImportUnsynced(context.Background(), bytes.NewReader(make([]byte, 2000)), 1000); err == nil {
 		t.Error("an import longer than its limit succeeded")
 	}
-	if err := b.Sync(); err != nil {
+	if err := b.Sync(ds); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range ds {
