@@ -176,7 +176,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if want("converge") {
 		fmt.Fprintln(os.Stderr, "running convergence benchmark (against rsync)")
-		if err := bench.Converge(ctx, root, bench.ConvergeOptions{Artifacts: o.convergeArtifacts, Changed: 100, Added: 100, Removed: 100}, rep); err != nil {
+		if err := bench.Converge(ctx, root, bench.ConvergeOptions{Artifacts: o.convergeArtifacts, Changed: 100, Added: 100, Removed: 100, Rounds: o.rounds, ProfileDir: o.profile}, rep); err != nil {
 			return err
 		}
 	}

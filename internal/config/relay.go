@@ -29,7 +29,8 @@ type Relay struct {
 	Catalogs []string `toml:"catalogs"`
 	// Labels ("key=value") choose further catalogs by their labels.
 	Labels []string `toml:"labels"`
-	// SyncConcurrency bounds parallel downloads while syncing.
+	// SyncConcurrency bounds parallel downloads of large blobs (1 MiB or
+	// more) while syncing; four times as many small ones run at once.
 	SyncConcurrency int `toml:"sync_concurrency"`
 	// ScrubInterval is how long a full re-verification of held blobs may
 	// take at most; the relay paces its background scrub to it.
@@ -91,7 +92,7 @@ func (r *Relay) Flags(fs *flag.FlagSet) {
 	fs.Var(&r.Bandwidth, "bandwidth", "cap on serving plus syncing (`RATE`: 100Mbit, 12.5MB; default none)")
 	fs.Var(&listFlag{list: &r.Catalogs}, "catalogs", "catalogs to carry (`NAME,...`; default all)")
 	fs.Var(&listFlag{list: &r.Labels}, "labels", "carry catalogs with these labels too (`KEY=VALUE,...`)")
-	fs.IntVar(&r.SyncConcurrency, "sync-concurrency", r.SyncConcurrency, "parallel downloads while syncing")
+	fs.IntVar(&r.SyncConcurrency, "sync-concurrency", r.SyncConcurrency, "parallel downloads of large blobs while syncing (four times as many small ones)")
 	fs.DurationVar(&r.ScrubInterval, "scrub-interval", r.ScrubInterval, "re-verify every held blob within this `duration`")
 	fs.BoolVar(&r.PullThrough, "pull-through", r.PullThrough, "fetch artifacts clients ask for that the relay does not hold, instead of sending them back")
 	fs.Var(&r.PullThroughMax, "pull-through-max", "largest artifact pulled through (`SIZE`)")

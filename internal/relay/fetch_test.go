@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -146,5 +147,54 @@ func TestSyncDownloadsRespectTheBandwidthCap(t *testing.T) {
 		if n := s.egress.sent.Load(); n != 0 {
 			t.Errorf("downloaded bytes counted as sent: %d", n)
 		}
+	}
+}
+
+// Sync downloads are bounded: at most SyncConcurrency large blobs at once,
+// and four times as many in all when they are small.
+func TestSyncDownloadsAreBoundedInConcurrency(t *testing.T) {
+	const n = 3
+	var list []want
+	for i := 0; i < 60; i++ {
+		size := int64(100)
+		if i%2 == 0 {
+			size = smallBlob + int64(i)
+		}
+		list = append(list, want{d: catalog.DigestOf([]byte{byte(i)}), size: size})
+	}
+	var mu sync.Mutex
+	var inFlight, large, maxInFlight, maxLarge, done int
+	errs := fetchEach(context.Background(), list, n, func(w want) error {
+		mu.Lock()
+		inFlight++
+		if w.size >= smallBlob {
+			large++
+		}
+		maxInFlight, maxLarge = max(maxInFlight, inFlight), max(maxLarge, large)
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		if w.size >= smallBlob {
+			large--
+		}
+		done++
+		mu.Unlock()
+		if w.size == 100 {
+			return errors.New("small blob failed")
+		}
+		return nil
+	})
+	if done != len(list) {
+		t.Errorf("fetched %d of %d blobs", done, len(list))
+	}
+	if maxLarge > n {
+		t.Errorf("%d large blobs downloading at once, want at most %d", maxLarge, n)
+	}
+	if maxInFlight > smallFetchFactor*n || maxInFlight <= n {
+		t.Errorf("%d blobs downloading at once, want more than %d and at most %d", maxInFlight, n, smallFetchFactor*n)
+	}
+	if len(errs) != 10 {
+		t.Errorf("%d errors kept, want the first 10", len(errs))
 	}
 }

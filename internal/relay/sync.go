@@ -129,7 +129,9 @@ func (s *Server) heartbeatLoop(ctx context.Context, interval time.Duration, assi
 	defer t.Stop()
 	inRotation, reason := false, ""
 	for {
+		sent := s.now()
 		resp, err := s.dir.Heartbeat(ctx, s.heartbeatRequest())
+		s.log.Debug("heartbeat", "took", s.now().Sub(sent), "err", err)
 		var se *httpapi.StatusError
 		switch {
 		case ctx.Err() != nil:
@@ -459,14 +461,68 @@ func (s *Server) releaseUnused(unused []catalog.Digest) {
 	s.rep.condemn(still)
 }
 
+// smallBlob is the size under which a blob counts as small for fetching:
+// smallFetchFactor times SyncConcurrency of them download at once.
+const (
+	smallBlob        = 1 << 20
+	smallFetchFactor = 4
+)
+
+// want is a blob to fetch.
+type want struct {
+	d       catalog.Digest
+	size    int64
+	catalog string
+}
+
+// fetchEach runs fetch for the blobs of list, smallest first as listed,
+// with at most n large blobs downloading at once and smallFetchFactor*n
+// in all, until ctx ends. It returns up to ten of the errors.
+func fetchEach(ctx context.Context, list []want, n int, fetch func(want) error) []error {
+	jobs := make(chan want)
+	large := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for i := 0; i < smallFetchFactor*n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range jobs {
+				if w.size >= smallBlob {
+					large <- struct{}{}
+				}
+				err := fetch(w)
+				if w.size >= smallBlob {
+					<-large
+				}
+				if err != nil {
+					mu.Lock()
+					if len(errs) < 10 {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, w := range list {
+		select {
+		case jobs <- w:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return errs
+}
+
 // fetchMissing downloads every blob a path refers to that the relay does
 // not hold, as far as the quota allows, verifying each.
 func (s *Server) fetchMissing(ctx context.Context) error {
-	type want struct {
-		d       catalog.Digest
-		size    int64
-		catalog string
-	}
 	var list []want
 	var budget int64
 	s.mu.Lock()
@@ -507,47 +563,20 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 	} else {
 		s.setProblem("quota", "")
 	}
-	jobs := make(chan want)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
 	batch := newBlobBatch(s)
 	// A full disk stops the round: the relay keeps serving what it holds
 	// and says why it holds no more.
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	s.setProblem("disk", "")
-	for i := 0; i < s.cfg.SyncConcurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range jobs {
-				err := s.fetch(ctx, w.d, w.size, w.catalog, batch)
-				if errors.Is(err, store.ErrNoSpace) {
-					s.setProblem("disk", "the disk is full: "+err.Error())
-					stop()
-				}
-				if err != nil {
-					mu.Lock()
-					if len(errs) < 10 {
-						errs = append(errs, err)
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, w := range fit {
-		select {
-		case jobs <- w:
-		case <-ctx.Done():
+	errs := fetchEach(ctx, fit, s.cfg.SyncConcurrency, func(w want) error {
+		err := s.fetch(ctx, w.d, w.size, w.catalog, batch)
+		if errors.Is(err, store.ErrNoSpace) {
+			s.setProblem("disk", "the disk is full: "+err.Error())
+			stop()
 		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(jobs)
-	wg.Wait()
+		return err
+	})
 	batch.flush(ctx)
 	s.rep.kick()
 	return errors.Join(errs...)
