@@ -159,6 +159,7 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 		}
 		before := ct.n.Load()
 		start := time.Now()
+		benchLogger().Debug("converge: rescan sent", "round", round+1)
 		c := httpapi.NewClient(n.Directory.URL, http.DefaultClient).WithAdminToken(n.AdminToken)
 		res, err := c.Rescan(ctx, "bench", paths)
 		if err != nil {

@@ -98,6 +98,7 @@ const maxRescanPaths = 1_000_000
 // that knows what it changed makes the new version in time proportional to
 // the change.
 func (s *Server) handleRescan(w http.ResponseWriter, r *http.Request) error {
+	arrived := s.now()
 	name := r.PathValue("catalog")
 	body, err := httpapi.ReadBody(w, r, 256<<20)
 	if err != nil {
@@ -128,10 +129,9 @@ func (s *Server) handleRescan(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return httpapi.Errorf(http.StatusNotFound, "no catalog %q published from a folder on this directory", name)
 	}
-	asked := s.now()
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
-	s.log.Debug("rescan requested", "catalog", name, "paths", len(req.Paths), "waited", s.now().Sub(asked))
+	s.log.Debug("rescan requested", "catalog", name, "paths", len(req.Paths), "waited", s.now().Sub(arrived))
 	var sum catalog.Summary
 	var v uint64
 	if len(req.Paths) == 0 {

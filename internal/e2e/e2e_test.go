@@ -509,3 +509,17 @@ func TestDevCommandServesAndStopsOnInterrupt(t *testing.T) {
 		t.Fatal("odi dev did not stop within 15 s of Ctrl-C")
 	}
 }
+
+// A relay tells the directory it is ready as soon as it is, not at its
+// next heartbeat: with heartbeats every 30 seconds, a catalog update is
+// still reported done within seconds.
+func TestRelayReportsReadyWithoutWaitingForItsHeartbeat(t *testing.T) {
+	n, _ := Start(t, Options{Relays: 1, SampleSize: 20, DirectoryArgs: []string{"--heartbeat", "30s"}})
+	WaitFor(t, 8*time.Second, "relay ready at version 1", func() string { return Ready(t, n, 1) })
+	if err := os.WriteFile(filepath.Join(n.CatalogDir(), "added.txt"), []byte("new file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.Rescan()
+	took := WaitFor(t, 8*time.Second, "relay ready at version 2", func() string { return Ready(t, n, 2) })
+	t.Logf("relay reported version 2 ready %s after the rescan", took)
+}

@@ -51,10 +51,7 @@ func (s *Server) readEvents(ctx context.Context) error {
 		}
 		switch ev.Type {
 		case httpapi.EventHello, httpapi.EventCatalog, httpapi.EventAssignment:
-			select {
-			case s.beatNow <- struct{}{}:
-			default:
-			}
+			s.beat()
 		}
 	}
 }

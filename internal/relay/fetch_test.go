@@ -198,3 +198,36 @@ func TestSyncDownloadsAreBoundedInConcurrency(t *testing.T) {
 		t.Errorf("%d errors kept, want the first 10", len(errs))
 	}
 }
+
+// A relay that becomes ready, or falls behind, tells the directory at once
+// instead of at its next heartbeat, which may be minutes away.
+func TestStateChangeReportsAtOnce(t *testing.T) {
+	s := newTestRelay(t, nil)
+	s.state = httpapi.StateSyncing
+	select {
+	case <-s.beatNow:
+	default:
+	}
+	want := []httpapi.Assignment{{Catalog: "demo", Version: 1}}
+	s.updateState(want)
+	if s.state != httpapi.StateReady {
+		t.Fatalf("state %s, want ready", s.state)
+	}
+	select {
+	case <-s.beatNow:
+	default:
+		t.Fatal("becoming ready did not ask for a heartbeat")
+	}
+	s.updateState(want)
+	select {
+	case <-s.beatNow:
+		t.Fatal("a heartbeat was asked for with no change of state")
+	default:
+	}
+	s.updateState([]httpapi.Assignment{{Catalog: "demo", Version: 2}})
+	select {
+	case <-s.beatNow:
+	default:
+		t.Fatal("falling behind did not ask for a heartbeat")
+	}
+}

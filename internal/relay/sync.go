@@ -287,6 +287,8 @@ func (s *Server) updateState(want []httpapi.Assignment) {
 	}
 	if st != s.state {
 		s.log.Info("relay state", "state", st)
+		// Tell the directory now rather than at the next heartbeat.
+		defer s.beat()
 	}
 	s.state = st
 }
