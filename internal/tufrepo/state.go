@@ -23,12 +23,16 @@ type stateJSON struct {
 	Bins map[string]binState `json:"bins"`
 }
 
-func (r *Repository) writeState() error {
+func (r *Repository) writeState() error { return r.writeStateFile(true) }
+
+// writeStateFile writes the state file, leaving the fsync to the caller
+// unless durable is set.
+func (r *Repository) writeStateFile(durable bool) error {
 	data, err := json.Marshal(stateJSON{Bins: r.bins})
 	if err != nil {
 		return fmt.Errorf("tufrepo: marshal state: %w", err)
 	}
-	return writeAtomic(r.dir, stateFile, data)
+	return writeFile(r.dir, stateFile, data, durable)
 }
 
 // loadBinStates fills r.bins for the current bins from the state file,

@@ -32,6 +32,10 @@ type txn struct {
 
 	forceSnapshot  bool
 	forceTimestamp bool
+
+	// unsynced names the files written without an fsync, which finish
+	// makes durable together before it writes the timestamp.
+	unsynced []string
 }
 
 type binUpdate struct {
@@ -137,12 +141,12 @@ func (t *txn) signBins(jobs []binJob) error {
 	if err != nil {
 		return err
 	}
-	// The bins must be on disk before the snapshot naming them is written.
-	names := make([]string, 0, len(t.bins))
+	// The bins are made durable by finish, with the snapshot and the state
+	// file, before the timestamp naming them is written.
 	for name, b := range t.bins {
-		names = append(names, metaFileName(name, b.state.Version))
+		t.unsynced = append(t.unsynced, metaFileName(name, b.state.Version))
 	}
-	return syncFiles(t.r.dir, names)
+	return nil
 }
 
 // finish writes snapshot, state and timestamp as needed and installs the
@@ -194,9 +198,10 @@ func (t *txn) finish() (*Commit, error) {
 			return nil, fmt.Errorf("tufrepo: encode snapshot: %w", err)
 		}
 		name := metaFileName(metadata.SNAPSHOT, s.Signed.Version)
-		if err := writeAtomic(r.dir, name, data); err != nil {
+		if err := writeFile(r.dir, name, data, false); err != nil {
 			return nil, err
 		}
+		t.unsynced = append(t.unsynced, name)
 		t.c.Written = append(t.c.Written, name)
 		snapshot = s
 		sum := sha256.Sum256(data)
@@ -228,7 +233,13 @@ func (t *txn) finish() (*Commit, error) {
 	}
 	oldBins := r.bins
 	r.bins = bins
-	if err := r.writeState(); err != nil {
+	if err := r.writeStateFile(false); err != nil {
+		r.bins = oldBins
+		return nil, err
+	}
+	// Bins, snapshot, state file and their renames reach the disk
+	// together, before the timestamp that makes them current.
+	if err := syncFiles(r.dir, append(t.unsynced, stateFile)); err != nil {
 		r.bins = oldBins
 		return nil, err
 	}
