@@ -170,7 +170,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if want("sync") {
 		fmt.Fprintln(os.Stderr, "running sync benchmark")
-		if err := bench.Sync(ctx, root, bench.SyncOptions{Artifacts: o.syncArtifacts, Relays: 3}, rep); err != nil {
+		if err := bench.Sync(ctx, root, bench.SyncOptions{Artifacts: o.syncArtifacts, Relays: 3, ProfileDir: o.profile}, rep); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -53,7 +52,7 @@ func startNetwork(ctx context.Context, root, dir string, relays int) (*devnet.Ne
 		Relays:   relays,
 		Root:     root,
 		Catalogs: []config.CatalogSource{{Name: "bench", Path: dir}},
-		Logger:   slog.New(slog.DiscardHandler),
+		Logger:   benchLogger(),
 	})
 	if err != nil {
 		return nil, err
@@ -69,6 +68,9 @@ func startNetwork(ctx context.Context, root, dir string, relays int) (*devnet.Ne
 type SyncOptions struct {
 	Artifacts int
 	Relays    int
+	// ProfileDir, when set, receives a CPU profile of the process (the
+	// directory and relays run in it) while the relays sync.
+	ProfileDir string
 }
 
 // Sync measures how long fresh relays take to become ready on a catalog,
@@ -85,6 +87,10 @@ func Sync(ctx context.Context, root string, opts SyncOptions, rep *Report) error
 		return err
 	}
 	defer n.Close()
+	stopProfile, err := startProfile(opts.ProfileDir, "sync.pprof")
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	for i := 0; i < opts.Relays; i++ {
 		if _, err := n.AddRelay(ctx, 100<<30); err != nil {
@@ -92,9 +98,11 @@ func Sync(ctx context.Context, root string, opts SyncOptions, rep *Report) error
 		}
 	}
 	if err := n.WaitReady(ctx, 30*time.Minute); err != nil {
+		stopProfile()
 		return err
 	}
 	odi := time.Since(start)
+	stopProfile()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
