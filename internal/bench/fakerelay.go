@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +59,17 @@ func startFakeRelay(ctx context.Context, dirURL, token, name string, version uin
 		catalog: name, version: version, digests: digests, kick: make(chan struct{}, 1),
 	}
 	f.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, httpapi.RelayHealthInfo{RelayID: id, State: httpapi.StateReady})
+		switch {
+		case r.URL.Path == httpapi.RelayChallenge:
+			// The enrollment self-test: prove this server holds the key.
+			sig := ed25519.Sign(key, httpapi.ChallengeMessage(r.URL.Query().Get("nonce"), f.URL))
+			httpapi.WriteJSON(w, http.StatusOK, httpapi.ChallengeAnswer{RelayID: id, Signature: sig})
+		case strings.HasPrefix(r.URL.Path, "/.odi/"):
+			httpapi.WriteJSON(w, http.StatusOK, httpapi.RelayHealthInfo{RelayID: id, State: httpapi.StateReady})
+		default:
+			// A relay sends a path it does not serve back to the directory.
+			http.Redirect(w, r, dirURL+httpapi.PathRedirect+strings.TrimPrefix(r.URL.Path, "/")+"?avoid="+id, http.StatusFound)
+		}
 	})}
 	go f.srv.Serve(ln)
 	go func() {

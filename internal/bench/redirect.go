@@ -159,7 +159,9 @@ func Redirect(ctx context.Context, root string, opts RedirectOptions, rep *Repor
 		return err
 	}
 	dirProc, firstAnswer, firstRedirect, err := startTimed(ctx, command(ctx, opts.CPUs.Server, opts.ODI, append([]string{"directory",
-		"--listen", addr, "--data", data, "--enroll-token", token, "--heartbeat", "2s", "--probe-interval", "2s"}, admin...)...),
+		"--listen", addr, "--data", data, "--enroll-token", token, "--heartbeat", "2s", "--probe-interval", "2s",
+		// The bulk-loaded catalog has no bytes to audit the fake relays with.
+		"--audit-interval", "0"}, admin...)...),
 		dirURL+"/r/"+benchCatalog+"/"+catalog.EscapePath(arts[0].Path))
 	if err != nil {
 		return err
@@ -289,6 +291,7 @@ func startInProcessDirectory(ctx context.Context, addr, data, token string) (*in
 	cfg := config.DefaultDirectory()
 	cfg.Listen, cfg.Data, cfg.EnrollTokens = addr, data, []string{token}
 	cfg.PublicURL = "http://" + addr
+	cfg.AuditInterval = 0 // no bytes to audit with, as in the directory process
 	srv, err := directory.New(ctx, cfg, directory.Deps{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err

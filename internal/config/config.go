@@ -54,6 +54,9 @@ type Directory struct {
 	ProbeInterval time.Duration `toml:"probe_interval"`
 	// AuditInterval is how often each relay's bytes are checked: a random
 	// range of a random artifact it holds, fetched through its public URL.
+	// Zero turns audits off: relays then enter the rotation on their
+	// self-test alone. Only for a directory that holds no bytes to compare
+	// with (a benchmark's bulk-loaded catalog).
 	AuditInterval time.Duration `toml:"audit_interval"`
 	// LagLimit is how long a relay may stay behind a catalog's current
 	// version before it leaves the rotation.
@@ -113,7 +116,7 @@ func (d *Directory) Flags(fs *flag.FlagSet) {
 	fs.Var(CatalogFlag(&d.Catalogs), "catalog", "publish files under PATH as catalog NAME (`NAME=PATH`, repeatable)")
 	fs.DurationVar(&d.Heartbeat, "heartbeat", d.Heartbeat, "how often relays report")
 	fs.DurationVar(&d.ProbeInterval, "probe-interval", d.ProbeInterval, "how often relays are probed")
-	fs.DurationVar(&d.AuditInterval, "audit-interval", d.AuditInterval, "how often each relay's bytes are audited")
+	fs.DurationVar(&d.AuditInterval, "audit-interval", d.AuditInterval, "how often each relay's bytes are audited (0: never)")
 	fs.DurationVar(&d.LagLimit, "lag-limit", d.LagLimit, "how long a relay may lag behind a catalog before leaving the rotation")
 	fs.IntVar(&d.Replicas, "replicas", d.Replicas, "relays that should hold each part of a catalog")
 	fs.Float64Var(&d.HotThreshold, "hot-threshold", d.HotThreshold, "decayed downloads from which an artifact gets extra replicas")
@@ -184,7 +187,9 @@ func (d *Directory) Validate() Problems {
 	}
 	checkPositive(&p, "heartbeat", d.Heartbeat)
 	checkPositive(&p, "probe-interval", d.ProbeInterval)
-	checkPositive(&p, "audit-interval", d.AuditInterval)
+	if d.AuditInterval != 0 {
+		checkPositive(&p, "audit-interval", d.AuditInterval)
+	}
 	checkPositive(&p, "lag-limit", d.LagLimit)
 	if d.Replicas < 1 || d.Replicas > 16 {
 		p.Addf("replicas: %d is not between 1 and 16", d.Replicas)

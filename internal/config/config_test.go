@@ -209,3 +209,21 @@ func TestRelayNeedsPublicURLWhenListenHasNoHost(t *testing.T) {
 		t.Fatalf("Load = %v", err)
 	}
 }
+
+// Zero turns audits off; any other value must be a real interval.
+func TestAuditIntervalZeroIsOffOtherwisePositive(t *testing.T) {
+	d := DefaultDirectory()
+	if err := load(t, &d, "--data", t.TempDir(), "--enroll-token", "long enough token", "--audit-interval", "0"); err != nil {
+		t.Fatalf("--audit-interval 0: %v", err)
+	}
+	if d.AuditInterval != 0 {
+		t.Errorf("AuditInterval = %s, want 0", d.AuditInterval)
+	}
+	for _, bad := range []string{"-5s", "1ns"} {
+		d := DefaultDirectory()
+		err := load(t, &d, "--data", t.TempDir(), "--enroll-token", "long enough token", "--audit-interval", bad)
+		if err == nil || !strings.Contains(err.Error(), "audit-interval") {
+			t.Errorf("--audit-interval %s: %v, want a problem naming audit-interval", bad, err)
+		}
+	}
+}

@@ -40,7 +40,8 @@ type Options struct {
 	// Heartbeat and ProbeInterval tune how fast the directory notices a
 	// relay come and go.
 	Heartbeat, ProbeInterval time.Duration
-	// AuditInterval is how often the directory audits relays (30s default).
+	// AuditInterval is how often the directory audits relays (30s default;
+	// negative: never).
 	AuditInterval time.Duration
 	// Replicas of the directory's placement (2 when zero).
 	Replicas int
@@ -113,7 +114,9 @@ func Start(ctx context.Context, opts Options) (*Network, error) {
 	dcfg.Catalogs = n.Catalogs
 	dcfg.Heartbeat = opts.Heartbeat
 	dcfg.ProbeInterval = opts.ProbeInterval
-	if opts.AuditInterval > 0 {
+	if opts.AuditInterval < 0 {
+		dcfg.AuditInterval = 0 // off
+	} else if opts.AuditInterval > 0 {
 		dcfg.AuditInterval = opts.AuditInterval
 	}
 	if opts.Replicas > 0 {

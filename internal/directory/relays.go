@@ -350,7 +350,7 @@ func (s *Server) updateRotationLocked(rs *relayState, now time.Time) {
 		in, reason = false, "no event stream open from the relay (connection lost or not yet made)"
 	case rs.auditErr != "":
 		in, reason = false, fmt.Sprintf("%s (back after %d clean audits)", rs.auditErr, auditPassesToReturn)
-	case rs.audits == 0 && rs.held > 0:
+	case rs.audits == 0 && rs.held > 0 && s.cfg.AuditInterval > 0:
 		in, reason = false, "awaiting its first audit"
 	case rs.probeFails >= probeFailLimit:
 		in, reason = false, "health probe failed: "+rs.probeErr

@@ -298,8 +298,12 @@ func (s *Server) Run(ctx context.Context) error {
 	defer sweep.Stop()
 	renew := time.NewTicker(time.Minute)
 	defer renew.Stop()
-	audit := time.NewTicker(s.cfg.AuditInterval)
-	defer audit.Stop()
+	var audits <-chan time.Time // nil, never ready, when audits are off
+	if s.cfg.AuditInterval > 0 {
+		audit := time.NewTicker(s.cfg.AuditInterval)
+		defer audit.Stop()
+		audits = audit.C
+	}
 	var probing, auditing atomic.Bool
 	renewals := 0
 	for {
@@ -322,7 +326,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}()
 		case <-sweep.C:
 			s.sweep()
-		case <-audit.C:
+		case <-audits:
 			if !auditing.CompareAndSwap(false, true) {
 				continue
 			}
