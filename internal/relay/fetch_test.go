@@ -231,3 +231,32 @@ func TestStateChangeReportsAtOnce(t *testing.T) {
 		t.Fatal("falling behind did not ask for a heartbeat")
 	}
 }
+
+// A blob dropped (found corrupt) and fetched again before the next report
+// is reported held, not gone, and the fresh copy is not deleted; a failed
+// report put back in the queue does not undo what was queued after it.
+func TestReportOfADroppedBlobFetchedAgainSaysHeld(t *testing.T) {
+	var r reporter
+	a, b := catalog.DigestOf([]byte("a")), catalog.DigestOf([]byte("b"))
+	r.remove([]catalog.Digest{a})
+	r.condemn([]catalog.Digest{b})
+	r.add([]catalog.Digest{a, b})
+	if len(r.removes) != 0 || len(r.condemned) != 0 || len(r.adds) != 2 {
+		t.Fatalf("adds %v removes %v condemned %v, want both held and nothing gone", r.adds, r.removes, r.condemned)
+	}
+	r.remove([]catalog.Digest{a})
+	if len(r.adds) != 1 || r.adds[0] != b || len(r.removes) != 1 {
+		t.Fatalf("adds %v removes %v, want a gone and b held", r.adds, r.removes)
+	}
+	// A report carrying "a gone" fails while "a held" is queued: held wins.
+	adds, removes, condemned := r.adds, r.removes, r.condemned
+	r.adds, r.removes, r.condemned = nil, nil, nil
+	r.add([]catalog.Digest{a})
+	r.requeue(adds, removes, condemned)
+	if len(r.removes) != 0 {
+		t.Errorf("removes %v after requeue, want none: a was fetched again", r.removes)
+	}
+	if len(r.adds) != 2 {
+		t.Errorf("adds %v after requeue, want a and b", r.adds)
+	}
+}

@@ -46,6 +46,11 @@ func (r *reporter) add(ds []catalog.Digest) {
 		return
 	}
 	r.mu.Lock()
+	// A blob dropped and fetched again since the last report is held: the
+	// directory must not hear "gone" after "held", nor the fresh copy be
+	// deleted as condemned.
+	r.removes = without(r.removes, ds)
+	r.condemned = without(r.condemned, ds)
 	r.adds = append(r.adds, ds...)
 	r.mu.Unlock()
 }
@@ -55,6 +60,7 @@ func (r *reporter) remove(ds []catalog.Digest) {
 		return
 	}
 	r.mu.Lock()
+	r.adds = without(r.adds, ds)
 	r.removes = append(r.removes, ds...)
 	r.mu.Unlock()
 }
@@ -65,9 +71,28 @@ func (r *reporter) condemn(ds []catalog.Digest) {
 		return
 	}
 	r.mu.Lock()
+	r.adds = without(r.adds, ds)
 	r.removes = append(r.removes, ds...)
 	r.condemned = append(r.condemned, ds...)
 	r.mu.Unlock()
+}
+
+// without returns list less the digests in ds, reusing list's array.
+func without(list, ds []catalog.Digest) []catalog.Digest {
+	if len(list) == 0 || len(ds) == 0 {
+		return list
+	}
+	drop := make(map[catalog.Digest]bool, len(ds))
+	for _, d := range ds {
+		drop[d] = true
+	}
+	out := list[:0]
+	for _, d := range list {
+		if !drop[d] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func (r *reporter) kick() {
@@ -144,9 +169,12 @@ func (s *Server) flushReport(ctx context.Context, force bool) error {
 
 func (r *reporter) requeue(adds, removes, condemned []catalog.Digest) {
 	r.mu.Lock()
-	r.adds = append(adds, r.adds...)
-	r.removes = append(removes, r.removes...)
-	r.condemned = append(condemned, r.condemned...)
+	// What was queued since is newer and wins over what failed to send.
+	newAdds := r.adds
+	newRemoves := append(append([]catalog.Digest(nil), r.removes...), r.condemned...)
+	r.adds = append(without(adds, newRemoves), newAdds...)
+	r.removes = append(without(removes, newAdds), r.removes...)
+	r.condemned = append(without(condemned, newAdds), r.condemned...)
 	r.mu.Unlock()
 }
 
