@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
@@ -67,25 +66,8 @@ func (ix *index) pickSampleLocked(slot uint16) (auditSample, bool) {
 
 // auditAll audits every relay that is connected, concurrently.
 func (s *Server) auditAll(ctx context.Context) {
-	s.ix.mu.RLock()
-	var list []*relayState
-	for _, rs := range s.ix.relays {
-		if rs != nil && rs.events != nil && rs.selfTested {
-			list = append(list, rs)
-		}
-	}
-	s.ix.mu.RUnlock()
-	sem := make(chan struct{}, auditConcurrency)
-	var wg sync.WaitGroup
-	for _, rs := range list {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			s.auditOne(ctx, rs)
-		}()
-	}
-	wg.Wait()
+	s.forEachRelay(auditConcurrency, func(rs *relayState) bool { return rs.events != nil && rs.selfTested },
+		func(rs *relayState) { s.auditOne(ctx, rs) })
 }
 
 // firstAuditLocked starts the first audit of a relay that holds something,

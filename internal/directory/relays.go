@@ -14,12 +14,12 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opendistribution/odi/internal/auth"
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/parallel"
 	"github.com/opendistribution/odi/internal/placement"
 )
 
@@ -410,21 +410,8 @@ const probeConcurrency = 32
 
 // probeAll checks every relay's health endpoint once.
 func (s *Server) probeAll(ctx context.Context) {
-	s.ix.mu.RLock()
-	list := make([]*relayState, 0, len(s.ix.relays))
-	for _, rs := range s.ix.relays {
-		if rs != nil && !rs.lastHeartbeat.IsZero() {
-			list = append(list, rs)
-		}
-	}
-	s.ix.mu.RUnlock()
-	sem := make(chan struct{}, probeConcurrency)
-	var wg sync.WaitGroup
-	for _, rs := range list {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+	s.forEachRelay(probeConcurrency, func(rs *relayState) bool { return !rs.lastHeartbeat.IsZero() },
+		func(rs *relayState) {
 			err := s.probe(ctx, rs)
 			if ctx.Err() != nil {
 				return
@@ -438,9 +425,24 @@ func (s *Server) probeAll(ctx context.Context) {
 			}
 			s.updateRotationLocked(rs, s.now())
 			s.ix.mu.Unlock()
-		}()
+		})
+}
+
+// forEachRelay calls fn for every relay that keep selects (checked under
+// the index lock), at most workers at once, and returns when all are done.
+func (s *Server) forEachRelay(workers int, keep func(*relayState) bool, fn func(*relayState)) {
+	s.ix.mu.RLock()
+	var list []*relayState
+	for _, rs := range s.ix.relays {
+		if rs != nil && keep(rs) {
+			list = append(list, rs)
+		}
 	}
-	wg.Wait()
+	s.ix.mu.RUnlock()
+	parallel.Do(len(list), workers, func(i int) error {
+		fn(list[i])
+		return nil
+	})
 }
 
 // probe fetches the relay's health endpoint and checks it is that relay.

@@ -12,7 +12,8 @@ package fsync
 import (
 	"fmt"
 	"os"
-	"sync"
+
+	"github.com/opendistribution/odi/internal/parallel"
 )
 
 // Batch is the number of files from which Files may flush the whole file
@@ -52,24 +53,7 @@ func Files(paths, dirs []string) error {
 	if n >= Batch && pendingWrites() <= maxPending {
 		return flushFS(all[0])
 	}
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, parallelSyncs)
-	for i, p := range all {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = File(p)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return parallel.Do(n, parallelSyncs, func(i int) error { return File(all[i]) })
 }
 
 // File fsyncs one file or folder.

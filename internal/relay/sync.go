@@ -13,6 +13,7 @@ import (
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/parallel"
 	"github.com/opendistribution/odi/internal/store"
 )
 
@@ -481,44 +482,27 @@ type want struct {
 // with at most n large blobs downloading at once and smallFetchFactor*n
 // in all, until ctx ends. It returns up to ten of the errors.
 func fetchEach(ctx context.Context, list []want, n int, fetch func(want) error) []error {
-	jobs := make(chan want)
 	large := make(chan struct{}, n)
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for i := 0; i < smallFetchFactor*n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range jobs {
-				if w.size >= smallBlob {
-					large <- struct{}{}
-				}
-				err := fetch(w)
-				if w.size >= smallBlob {
-					<-large
-				}
-				if err != nil {
-					mu.Lock()
-					if len(errs) < 10 {
-						errs = append(errs, err)
-					}
-					mu.Unlock()
-				}
+	parallel.Do(len(list), smallFetchFactor*n, func(i int) error {
+		if err := ctx.Err(); err != nil {
+			return err // stop starting downloads
+		}
+		w := list[i]
+		if w.size >= smallBlob {
+			large <- struct{}{}
+			defer func() { <-large }()
+		}
+		if err := fetch(w); err != nil {
+			mu.Lock()
+			if len(errs) < 10 {
+				errs = append(errs, err)
 			}
-		}()
-	}
-	for _, w := range list {
-		select {
-		case jobs <- w:
-		case <-ctx.Done():
+			mu.Unlock()
 		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(jobs)
-	wg.Wait()
+		return nil
+	})
 	return errs
 }
 

@@ -63,6 +63,19 @@ func benchRepo(b testing.TB, dir string, as []catalog.Artifact) *tufrepo.Reposit
 	return r
 }
 
+// builtRepo signs a whole catalog of n benchmark artifacts into a new
+// folder.
+func builtRepo(b *testing.B, n int) ([]catalog.Artifact, string, *tufrepo.Repository) {
+	b.Helper()
+	as := benchArtifacts(n)
+	dir := filepath.Join(b.TempDir(), "tuf")
+	r := benchRepo(b, dir, as)
+	if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
+		b.Fatal(err)
+	}
+	return as, dir, r
+}
+
 func fileSize(b *testing.B, dir, name string) int64 {
 	st, err := os.Stat(filepath.Join(dir, name))
 	if err != nil {
@@ -114,12 +127,7 @@ func BenchmarkApply(b *testing.B) {
 	for _, n := range sizes(b) {
 		for _, k := range []int{1, 100} {
 			b.Run(fmt.Sprintf("n=%d/k=%d", n, k), func(b *testing.B) {
-				as := benchArtifacts(n)
-				dir := filepath.Join(b.TempDir(), "tuf")
-				r := benchRepo(b, dir, as)
-				if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
-					b.Fatal(err)
-				}
+				as, dir, r := builtRepo(b, n)
 				rng := rand.New(rand.NewPCG(1, 2))
 				var written int64
 				for b.Loop() {
@@ -148,12 +156,7 @@ func BenchmarkApply(b *testing.B) {
 func BenchmarkClientFirstTarget(b *testing.B) {
 	for _, n := range sizes(b) {
 		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
-			as := benchArtifacts(n)
-			dir := filepath.Join(b.TempDir(), "tuf")
-			r := benchRepo(b, dir, as)
-			if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
-				b.Fatal(err)
-			}
+			as, dir, _ := builtRepo(b, n)
 			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
 			s := tuftest.Serve(b, dir, nil)
 			var fetched atomic.Int64
@@ -204,12 +207,7 @@ func (b countingBody) Read(p []byte) (int, error) {
 func BenchmarkClientBins(b *testing.B) {
 	for _, n := range sizes(b) {
 		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
-			as := benchArtifacts(n)
-			dir := filepath.Join(b.TempDir(), "tuf")
-			r := benchRepo(b, dir, as)
-			if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
-				b.Fatal(err)
-			}
+			as, dir, _ := builtRepo(b, n)
 			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
 			s := tuftest.Serve(b, dir, nil)
 			c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: root,
@@ -253,12 +251,7 @@ func BenchmarkUpdate(b *testing.B) {
 	const k = 300
 	for _, n := range sizes(b) {
 		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
-			as := benchArtifacts(n)
-			dir := filepath.Join(b.TempDir(), "tuf")
-			r := benchRepo(b, dir, as)
-			if _, err := r.Build(context.Background(), tufrepo.SliceSource(as), tuftest.Epoch); err != nil {
-				b.Fatal(err)
-			}
+			as, dir, r := builtRepo(b, n)
 			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
 			s := tuftest.Serve(b, dir, nil)
 			var fetched atomic.Int64

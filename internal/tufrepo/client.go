@@ -254,35 +254,32 @@ func (c *Client) Refresh(ctx context.Context) error {
 	return c.refreshLocked(ctx)
 }
 
-func (c *Client) refreshLocked(ctx context.Context) error {
+func (c *Client) refreshLocked(ctx context.Context) (err error) {
 	c.fetch.ctx = ctx
 	defer func() { c.fetch.ctx, c.fetch.timestamp = nil, nil }()
-	prev := c.setSnapshotAsideLocked() // see refresh.go
+	if prev := c.setSnapshotAsideLocked(); prev != nil { // see refresh.go
+		defer func() { c.settleAsideSnapshot(err == nil) }()
+		return c.refreshWith(ctx, func(u *updater.Updater) error { return checkSnapshotRollback(prev, u) })
+	}
+	return c.refreshWith(ctx, nil)
+}
+
+// refreshWith runs the top-level update with check, when set, as one more
+// condition on the metadata before the client trusts it.
+func (c *Client) refreshWith(ctx context.Context, check func(*updater.Updater) error) error {
 	u, err := c.newUpdater(false)
 	if err != nil {
-		if prev != nil {
-			c.restoreSnapshot()
-		}
 		return err
 	}
 	_, err = guard(func() (struct{}, error) { return struct{}{}, u.Refresh() })
-	if err == nil && prev != nil {
-		err = checkSnapshotRollback(prev, u)
+	if err == nil && check != nil {
+		err = check(u)
 	}
 	if err != nil {
-		if prev != nil {
-			c.restoreSnapshot()
-		}
 		return c.wrap(ctx, "refresh", err)
 	}
 	if err := checkClientPolicy(u); err != nil {
-		if prev != nil {
-			c.restoreSnapshot()
-		}
 		return err
-	}
-	if prev != nil {
-		c.dropAsideSnapshot()
 	}
 	c.u = u
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/parallel"
 )
 
 // A relay looks up every changed path of every catalog version in its
@@ -355,7 +356,7 @@ func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 	if len(c.fast)+len(jobs) > c.cfg.MaxCachedBins {
 		clear(c.fast) // make room for all of them at once
 	}
-	parallel(len(jobs), prefetchWorkers, func(i int) error {
+	parallel.Do(len(jobs), prefetchWorkers, func(i int) error {
 		jobs[i].fb, _ = c.loadFastBin(ctx, jobs[i].bin, jobs[i].mf, now)
 		return nil
 	})

@@ -102,17 +102,16 @@ func (c *Client) setSnapshotAsideLocked() *trustedSnapshot {
 	return prev
 }
 
-// restoreSnapshot puts the snapshot set aside back, replacing
-// whatever go-tuf cached from a refresh that failed.
-func (c *Client) restoreSnapshot() {
+// settleAsideSnapshot ends a refresh that set the cached snapshot aside:
+// the old file is deleted once the new one is trusted, and put back,
+// replacing whatever go-tuf cached, when the refresh failed.
+func (c *Client) settleAsideSnapshot(trusted bool) {
 	p := filepath.Join(c.cfg.CacheDir, snapshotFile)
-	os.Rename(p+asideSuffix, p)
-}
-
-// dropAsideSnapshot deletes the snapshot set aside once the new one is
-// trusted.
-func (c *Client) dropAsideSnapshot() {
-	os.Remove(filepath.Join(c.cfg.CacheDir, snapshotFile+asideSuffix))
+	if trusted {
+		os.Remove(p + asideSuffix)
+	} else {
+		os.Rename(p+asideSuffix, p)
+	}
 }
 
 // recoverAsideSnapshot puts back a snapshot set aside by a refresh that

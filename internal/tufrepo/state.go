@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/opendistribution/odi/internal/parallel"
 )
 
 // stateFile records per-bin expiry and target count, which the snapshot
@@ -60,7 +62,7 @@ func (r *Repository) loadBinStates() error {
 		stale = append(stale, name)
 	}
 	var mu sync.Mutex
-	err = parallel(len(stale), r.opts.Workers, func(i int) error {
+	err = parallel.Do(len(stale), r.opts.Workers, func(i int) error {
 		name := stale[i]
 		m, err := r.readBin(name)
 		if err != nil {
@@ -94,44 +96,4 @@ func (r *Repository) readBin(name string) (*metadata.Metadata[metadata.TargetsTy
 		return nil, fmt.Errorf("%w: %s has version %d, snapshot says %d", ErrCorruptRepository, name, m.Signed.Version, mf.Version)
 	}
 	return m, nil
-}
-
-// parallel runs f(0..n-1) on up to workers goroutines and returns the
-// first error; after an error, remaining indexes are skipped.
-func parallel(n, workers int, f func(i int) error) error {
-	if workers > n {
-		workers = n
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		next int
-		ferr error
-	)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				if ferr != nil || next >= n {
-					mu.Unlock()
-					return
-				}
-				i := next
-				next++
-				mu.Unlock()
-				if err := f(i); err != nil {
-					mu.Lock()
-					if ferr == nil {
-						ferr = err
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return ferr
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/opendistribution/odi/internal/parallel"
 )
 
 // txn accumulates one commit. Files are written as it goes, under names no
@@ -107,7 +109,7 @@ func (t *txn) signBins(jobs []binJob) error {
 	}
 	keys := []*PrivateKey{key}
 	expires := expiresAt(t.now, t.r.opts.Expiry.Bins)
-	err = parallel(len(jobs), t.r.opts.Workers, func(i int) error {
+	err = parallel.Do(len(jobs), t.r.opts.Workers, func(i int) error {
 		out, err := jobs[i]()
 		if err != nil {
 			return err
