@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,11 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/opendistribution/odi/internal/childproc"
 )
 
 // CPUs says where the benchmark's processes run. Servers under test and
@@ -42,11 +42,9 @@ func command(ctx context.Context, cpus string, name string, args ...string) *exe
 
 // BuildODI compiles the odi binary into dir.
 func BuildODI(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "odi")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "github.com/opendistribution/odi/cmd/odi")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("bench: build odi: %w", err)
+	bin, err := childproc.Build(ctx, dir)
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
 	}
 	return bin, nil
 }
@@ -80,8 +78,6 @@ func (t *tail) String() string {
 	return strings.Join(t.lines, "\n")
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening .*\burl=(http://\S+)`)
-
 // startProc starts cmd and returns once it has logged "msg=listening
 // url=..." on standard error, with that URL.
 func startProc(cmd *exec.Cmd) (*proc, string, error) {
@@ -96,22 +92,7 @@ func startProc(cmd *exec.Cmd) (*proc, string, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("bench: start %s: %w", cmd.Args[0], err)
 	}
-	found := make(chan string, 1)
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.logs.add(line)
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
+	found := childproc.WatchLog(stderr, p.logs.add, p.done)
 	select {
 	case u := <-found:
 		return p, u, nil
@@ -129,16 +110,7 @@ func (p *proc) stop() {
 	if p == nil || p.cmd.Process == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-exited
-	}
-	<-p.done
+	childproc.Stop(p.cmd, p.done, 10*time.Second)
 }
 
 // cpuTime returns the user+system CPU time the process and its children

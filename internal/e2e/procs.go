@@ -1,33 +1,24 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/opendistribution/odi/internal/childproc"
 )
 
 // Build compiles the odi binary into dir and returns its path.
-func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "odi")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/opendistribution/odi/cmd/odi")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build odi: %w", err)
-	}
-	return bin, nil
-}
+func Build(dir string) (string, error) { return childproc.Build(context.Background(), dir) }
 
 // proc is one odi process.
 type proc struct {
@@ -58,8 +49,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening .*\burl=(http://\S+)`)
-
 // start runs the process and waits for it to report its address.
 func (p *proc) start() {
 	p.t.Helper()
@@ -71,24 +60,8 @@ func (p *proc) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	found := make(chan string, 1)
 	p.done = make(chan struct{})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(p.logs, line)
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
+	found := childproc.WatchLog(stderr, func(l string) { fmt.Fprintln(p.logs, l) }, p.done)
 	select {
 	case u := <-found:
 		p.url = u
@@ -119,16 +92,7 @@ func (p *proc) stop() {
 	if p.cmd == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	exited := make(chan struct{})
-	go func() { p.cmd.Wait(); close(exited) }()
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-exited
-	}
-	<-p.done
+	childproc.Stop(p.cmd, p.done, 5*time.Second)
 	p.cmd = nil
 }
 
