@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/getter"
 )
 
@@ -90,19 +91,6 @@ func progressBar(w io.Writer) func(done, total int64) {
 				bar[i] = ' '
 			}
 		}
-		fmt.Fprintf(w, "\r[%s] %5.1f%%  %s / %s  %s/s ", bar, pct, human(done), human(total), human(int64(rate)))
+		fmt.Fprintf(w, "\r[%s] %5.1f%%  %s / %s  %s/s ", bar, pct, config.Human(done), config.Human(total), config.Human(int64(rate)))
 	}
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

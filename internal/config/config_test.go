@@ -227,3 +227,11 @@ func TestAuditIntervalZeroIsOffOtherwisePositive(t *testing.T) {
 		}
 	}
 }
+
+func TestHuman(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 3 << 20: "3.0 MiB", 1536 << 30: "1.5 TiB"} {
+		if got := Human(n); got != want {
+			t.Errorf("Human(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -58,6 +58,21 @@ func (s Size) String() string {
 	return strconv.FormatInt(int64(s), 10) + "B"
 }
 
+// Human formats n bytes for people: the largest binary unit it reaches,
+// one decimal ("3.4 MiB"), or "512 B".
+func Human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
 // Set implements flag.Value.
 func (s *Size) Set(v string) error {
 	n, err := ParseSize(v)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/geo"
 	"github.com/opendistribution/odi/internal/httpapi"
 )
@@ -22,7 +23,7 @@ var files embed.FS
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"place":   Place,
 	"percent": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
-	"bytes":   humanBytes,
+	"bytes":   config.Human,
 }).ParseFS(files, "*.html"))
 
 // MirrorList writes the mirror list page for list.
@@ -62,17 +63,4 @@ func Place(l geo.Location) string {
 		return "unknown"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
