@@ -171,4 +171,8 @@ func TestDiskImportUnsyncedThenSync(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) != 0 {
 		t.Errorf("%d temporary files left", len(left))
 	}
+	// Syncing a blob that is not there is an error, not a silent success.
+	if err := b.Sync([]catalog.Digest{catalog.DigestOf([]byte("never stored"))}); err == nil {
+		t.Error("syncing a missing blob succeeded")
+	}
 }

@@ -31,11 +31,9 @@ const (
 	asideSuffix  = ".aside"
 )
 
-// trustedSnapshot is the version and file versions of a snapshot the
-// client verified, under root version rootVersion.
+// trustedSnapshot is a snapshot the client verified, under root version
+// rootVersion.
 type trustedSnapshot struct {
-	version     int64
-	meta        map[string]int64
 	md          *metadata.Metadata[metadata.SnapshotType]
 	rootVersion int64
 }
@@ -47,16 +45,11 @@ func (c *Client) trustedSnapshotLocked() *trustedSnapshot {
 	if c.u == nil {
 		return nil
 	}
-	s := c.u.GetTrustedMetadataSet().Snapshot
-	if s == nil {
+	ts := c.u.GetTrustedMetadataSet()
+	if ts.Snapshot == nil {
 		return nil
 	}
-	t := &trustedSnapshot{version: s.Signed.Version, meta: make(map[string]int64, len(s.Signed.Meta)),
-		md: s, rootVersion: c.u.GetTrustedMetadataSet().Root.Signed.Version}
-	for name, mf := range s.Signed.Meta {
-		t.meta[name] = mf.Version
-	}
-	return t
+	return &trustedSnapshot{md: ts.Snapshot, rootVersion: ts.Root.Signed.Version}
 }
 
 // peekSnapshotVersion reads, without verifying anything, the snapshot
@@ -92,7 +85,7 @@ func (c *Client) setSnapshotAsideLocked() *trustedSnapshot {
 		return nil // go-tuf will fetch it again and report the error
 	}
 	c.fetch.timestamp = data
-	if v, ok := peekSnapshotVersion(data); !ok || v == prev.version {
+	if v, ok := peekSnapshotVersion(data); !ok || v == prev.md.Signed.Version {
 		return nil
 	}
 	p := filepath.Join(c.cfg.CacheDir, snapshotFile)
@@ -147,16 +140,17 @@ func checkSnapshotRollback(prev *trustedSnapshot, u *updater.Updater) error {
 			return nil
 		}
 	}
-	if s.Signed.Version < prev.version {
-		return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("new snapshot version %d is lower than the trusted %d", s.Signed.Version, prev.version)}
+	old := prev.md.Signed
+	if s.Signed.Version < old.Version {
+		return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("new snapshot version %d is lower than the trusted %d", s.Signed.Version, old.Version)}
 	}
-	for name, v := range prev.meta {
+	for name, was := range old.Meta {
 		mf, ok := s.Signed.Meta[name]
 		if !ok {
 			return &metadata.ErrRepository{Msg: fmt.Sprintf("new snapshot is missing info for %s", name)}
 		}
-		if mf.Version < v {
-			return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("expected %s version %d or higher, got %d", name, v, mf.Version)}
+		if mf.Version < was.Version {
+			return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("expected %s version %d or higher, got %d", name, was.Version, mf.Version)}
 		}
 	}
 	return nil
