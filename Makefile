@@ -17,6 +17,7 @@ lint:
 FUZZTIME ?= 4s
 FUZZ_TARGETS = \
 	internal/catalog:FuzzParseRequestPath \
+	internal/relay:FuzzParseHead \
 	internal/tufrepo:FuzzClientTimestamp \
 	internal/tufrepo:FuzzClientTrustedRoot \
 	internal/tufrepo:FuzzClientRootUpdate \

@@ -67,7 +67,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	log.Info("listening", "url", "http://"+ln.Addr().String(), "public_url", cfg.PublicURL, "relay", srv.ID())
-	err = serveUntil(ctx, newHTTPServer(srv.Handler(), log), ln)
+	hs := newHTTPServer(srv.Handler(), log)
+	err = serveUntil(ctx, hs, srv.FastPath(ln, hs.IdleTimeout, hs.ReadHeaderTimeout))
 	cancel()
 	return err
 }

@@ -34,6 +34,12 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // daemon stops before their connections are cut.
 const shutdownGrace = 10 * time.Second
 
+// shutdowner is a listener that serves some connections itself (the
+// relay's fast path) and so has its own to finish at shutdown.
+type shutdowner interface {
+	Shutdown(context.Context) error
+}
+
 // serveUntil serves srv on ln until ctx ends, then shuts it down.
 func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
@@ -47,6 +53,9 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
+	}
+	if sd, ok := ln.(shutdowner); ok {
+		sd.Shutdown(sctx)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -240,6 +240,7 @@ type node struct {
 	URL    string
 	cancel context.CancelFunc
 	http   *http.Server
+	ln     net.Listener
 	wg     sync.WaitGroup
 	closer func() error
 }
@@ -257,6 +258,7 @@ func (nd *node) listen() (net.Listener, error) {
 func (nd *node) run(ctx context.Context, ln net.Listener, h http.Handler, loop func(context.Context) error, log *slog.Logger) {
 	ctx, nd.cancel = context.WithCancel(ctx)
 	nd.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	nd.ln = ln
 	nd.wg.Add(2)
 	go func() {
 		defer nd.wg.Done()
@@ -280,6 +282,13 @@ func (nd *node) Stop() {
 		return
 	}
 	nd.http.Close()
+	if sd, ok := nd.ln.(interface{ Shutdown(context.Context) error }); ok {
+		// A relay's fast path serves connections net/http does not
+		// know of: cut those too.
+		cut, cancel := context.WithCancel(context.Background())
+		cancel()
+		sd.Shutdown(cut)
+	}
 	nd.cancel()
 	nd.wg.Wait()
 	if nd.closer != nil {
@@ -344,7 +353,7 @@ func (r *Relay) Start(ctx context.Context) error {
 		return err
 	}
 	r.Server, r.closer = srv, srv.Close
-	r.run(ctx, ln, srv.Handler(), srv.Run, r.log)
+	r.run(ctx, srv.FastPath(ln, 2*time.Minute, 10*time.Second), srv.Handler(), srv.Run, r.log)
 	return nil
 }
 

@@ -18,29 +18,60 @@ import (
 // Relays call it for every download, so the values share one allocation
 // and go in under their canonical keys directly.
 func SetArtifactHeaders(h http.Header, name string, d catalog.Digest) {
-	var b [2 + 64 + len("sha-256=::") + 44]byte
-	b[0] = '"'
-	hex.Encode(b[1:65], d[:])
-	b[65] = '"'
-	copy(b[66:], "sha-256=:")
-	base64.StdEncoding.Encode(b[75:119], d[:])
-	b[119] = ':'
-	both := string(b[:])
-	ct := mime.TypeByExtension(path.Ext(name))
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
+	var b [etagLen + reprDigestLen]byte
+	both := string(appendReprDigest(appendETag(b[:0], d), d))
 	vals := make([]string, 5)
-	vals[0], vals[1], vals[2] = both[:66], both[66:], ct
-	vals[3] = "nosniff"
-	// Artifacts are data, never pages of this site: even an HTML file
-	// published in a catalog cannot run script in the server's origin.
-	vals[4] = "default-src 'none'; sandbox"
+	vals[0], vals[1], vals[2] = both[:etagLen], both[etagLen:], contentType(name)
+	vals[3], vals[4] = noSniff, dataOnly
 	h["Etag"] = vals[0:1:1]
 	h["Repr-Digest"] = vals[1:2:2]
 	h["Content-Type"] = vals[2:3:3]
 	h["X-Content-Type-Options"] = vals[3:4:4]
 	h["Content-Security-Policy"] = vals[4:5:5]
+}
+
+// AppendArtifactHeaders appends the header lines SetArtifactHeaders sets
+// to an HTTP/1.1 response head, for a server that writes its own.
+func AppendArtifactHeaders(b []byte, name string, d catalog.Digest) []byte {
+	b = append(b, "Content-Security-Policy: "+dataOnly+"\r\nContent-Type: "...)
+	b = append(b, contentType(name)...)
+	b = append(b, "\r\nEtag: "...)
+	b = appendETag(b, d)
+	b = append(b, "\r\nRepr-Digest: "...)
+	b = appendReprDigest(b, d)
+	return append(b, "\r\nX-Content-Type-Options: "+noSniff+"\r\n"...)
+}
+
+const (
+	noSniff = "nosniff"
+	// dataOnly keeps artifacts data, never pages of this site: even an
+	// HTML file published in a catalog cannot run script in the server's
+	// origin.
+	dataOnly      = "default-src 'none'; sandbox"
+	etagLen       = 2 + 64
+	reprDigestLen = len("sha-256=::") + 44
+)
+
+// appendETag appends the ETag of d: its hex digest, quoted.
+func appendETag(b []byte, d catalog.Digest) []byte {
+	b = append(b, '"')
+	b = hex.AppendEncode(b, d[:])
+	return append(b, '"')
+}
+
+// appendReprDigest appends the Repr-Digest value of d (RFC 9530).
+func appendReprDigest(b []byte, d catalog.Digest) []byte {
+	b = append(b, "sha-256=:"...)
+	b = base64.StdEncoding.AppendEncode(b, d[:])
+	return append(b, ':')
+}
+
+// contentType is the type of an artifact named name, from its extension.
+func contentType(name string) string {
+	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
+		return ct
+	}
+	return "application/octet-stream"
 }
 
 // CountingWriter counts the body bytes written through it. It keeps

@@ -46,7 +46,7 @@ func plainRequest(r *http.Request) bool {
 // the bytes through the relay's egress. Headers other than the length are
 // set by the caller.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, f store.File, size int64) error {
-	mw := &meteredWriter{ResponseWriter: w, ctx: r.Context(), eg: s.egress}
+	mw := newMeteredWriter(r.Context(), w, s.egress)
 	defer func() {
 		s.metrics.bytesServed.Add(float64(mw.n))
 		if r.Method == http.MethodGet {

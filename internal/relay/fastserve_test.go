@@ -185,7 +185,7 @@ func TestCappedRelayNeverExceedsItsCap(t *testing.T) {
 		for i := range 4 {
 			wg.Go(func() {
 				w := httptest.NewRecorder()
-				mw := &meteredWriter{ResponseWriter: w, ctx: context.Background(), eg: e}
+				mw := newMeteredWriter(context.Background(), w, e)
 				var err error
 				if i%2 == 0 {
 					_, err = mw.ReadFrom(&io.LimitedReader{R: bytes.NewReader(body), N: int64(len(body))})
@@ -219,7 +219,7 @@ func TestUncappedEgressDoesNotWait(t *testing.T) {
 		e := newEgress(0)
 		start := time.Now()
 		w := httptest.NewRecorder()
-		mw := &meteredWriter{ResponseWriter: w, ctx: context.Background(), eg: e}
+		mw := newMeteredWriter(context.Background(), w, e)
 		body := bytes.Repeat([]byte("y"), 10<<20)
 		if _, err := mw.ReadFrom(bytes.NewReader(body)); err != nil || w.Body.Len() != len(body) {
 			t.Fatalf("%v, %d bytes", err, w.Body.Len())

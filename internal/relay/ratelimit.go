@@ -102,23 +102,23 @@ func (e *egress) rate(now time.Time) int64 {
 	return int64(float64(sent-from.sent) / dt)
 }
 
-// meteredWriter sends a response body through an egress. It keeps
-// io.ReaderFrom, so files still go out with sendfile, chunk by chunk.
-type meteredWriter struct {
-	http.ResponseWriter
+// meter sends bytes to w through an egress, counting them. Its ReadFrom
+// passes files on in chunks, so they still go out with sendfile.
+type meter struct {
+	w   io.Writer
 	ctx context.Context
 	eg  *egress
 	n   int64
 }
 
-func (m *meteredWriter) Write(p []byte) (int, error) {
+func (m *meter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		k := int(min(int64(len(p)), m.eg.chunk))
 		if err := m.eg.wait(m.ctx, int64(k)); err != nil {
 			return written, err
 		}
-		n, err := m.ResponseWriter.Write(p[:k])
+		n, err := m.w.Write(p[:k])
 		written += n
 		m.count(int64(n))
 		if err != nil {
@@ -129,10 +129,10 @@ func (m *meteredWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// ReadFrom copies r to the response in chunks. A *io.LimitedReader (what
+// ReadFrom copies r to w in chunks. A *io.LimitedReader (what
 // http.ServeContent and io.CopyN pass) is unwrapped, so each chunk reaches
-// net/http as a LimitedReader over the file itself and can use sendfile.
-func (m *meteredWriter) ReadFrom(r io.Reader) (int64, error) {
+// w as a LimitedReader over the file itself and can use sendfile.
+func (m *meter) ReadFrom(r io.Reader) (int64, error) {
 	src, remain := r, int64(-1)
 	if lr, ok := r.(*io.LimitedReader); ok {
 		src, remain = lr.R, lr.N
@@ -147,7 +147,7 @@ func (m *meteredWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err := m.eg.wait(m.ctx, k); err != nil {
 			return total, err
 		}
-		n, err := io.Copy(m.ResponseWriter, &io.LimitedReader{R: src, N: k})
+		n, err := io.Copy(m.w, &io.LimitedReader{R: src, N: k})
 		total += n
 		m.count(n)
 		if remain > 0 {
@@ -160,10 +160,23 @@ func (m *meteredWriter) ReadFrom(r io.Reader) (int64, error) {
 	return total, nil
 }
 
-func (m *meteredWriter) count(n int64) {
+func (m *meter) count(n int64) {
 	m.n += n
 	m.eg.sent.Add(n)
 }
+
+// meteredWriter is a response whose body goes through a meter.
+type meteredWriter struct {
+	http.ResponseWriter
+	meter
+}
+
+func newMeteredWriter(ctx context.Context, w http.ResponseWriter, eg *egress) *meteredWriter {
+	return &meteredWriter{ResponseWriter: w, meter: meter{w: w, ctx: ctx, eg: eg}}
+}
+
+func (m *meteredWriter) Write(p []byte) (int, error)         { return m.meter.Write(p) }
+func (m *meteredWriter) ReadFrom(r io.Reader) (int64, error) { return m.meter.ReadFrom(r) }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (m *meteredWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }

@@ -33,22 +33,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	want := wantedDigest(r)
-	s.mu.RLock()
-	var d catalog.Digest
-	var size int64
-	ok, signed := false, false
-	if c := s.cats[name]; c != nil && c.signed(s.now()) {
-		signed = true
-		var e entryRef
-		if e, ok = c.entries[p]; ok {
-			d, size = e.digest, e.size
-		} else if d, ok = s.cached[name][p]; ok {
-			if b := s.blobs[d]; b != nil {
-				size = b.size
-			}
-		}
-	}
-	s.mu.RUnlock()
+	d, size, ok, signed := s.resolve(name, p)
 	if ok && want != "" && !digestIs(d, want) {
 		// The directory expects other bytes under this path than the
 		// relay has: one of them is between versions. Let it choose.
@@ -77,13 +62,39 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request) error {
 	defer f.Close()
 	h := w.Header()
 	httpapi.SetArtifactHeaders(h, p, d)
+	h.Set("Cache-Control", cacheControl(want))
+	return s.serveBlob(w, r, f, size)
+}
+
+// resolve looks up path p of catalog name: the blob it names and its size,
+// whether the relay lists the path (ok), and whether the catalog's signed
+// metadata is current (signed). A path in an expired catalog is never ok.
+func (s *Server) resolve(name, p string) (d catalog.Digest, size int64, ok, signed bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.cats[name]
+	if c == nil || !c.signed(s.now()) {
+		return d, 0, false, false
+	}
+	if e, ok := c.entries[p]; ok {
+		return e.digest, e.size, true, true
+	}
+	if d, ok = s.cached[name][p]; ok {
+		if b := s.blobs[d]; b != nil {
+			size = b.size
+		}
+	}
+	return d, size, ok, true
+}
+
+// cacheControl is the Cache-Control of an artifact response; want is the
+// digest the URL asked for, if any.
+func cacheControl(want string) string {
 	if want != "" {
 		// The URL names the bytes: they can never change.
-		h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	} else {
-		h.Set("Cache-Control", "public, max-age=60")
+		return "public, max-age=31536000, immutable"
 	}
-	return s.serveBlob(w, r, f, size)
+	return "public, max-age=60"
 }
 
 // bounce sends the client back to the directory, asking it to choose
