@@ -40,19 +40,19 @@ import (
 // downloads itself and hands every other connection, from the first
 // request it does not answer, to the http.Server that calls its Accept.
 type FastListener struct {
-	ln            net.Listener
-	s             *Server
-	idle, header  time.Duration
-	handoff       chan net.Conn
-	done          chan struct{} // closed when the accept loop ends
-	err           error         // why it ended; read after done
-	ctx           context.Context
-	cancel        context.CancelFunc // ends waits for bandwidth at shutdown
-	closing       atomic.Bool
-	closeOnce     sync.Once
-	wg            sync.WaitGroup
-	mu            sync.Mutex
-	conns         map[*fastConn]struct{} // guarded by mu
+	ln           net.Listener
+	s            *Server
+	idle, header time.Duration
+	handoff      chan net.Conn
+	done         chan struct{} // closed when the accept loop ends
+	err          error         // why it ended; read after done
+	ctx          context.Context
+	cancel       context.CancelFunc // ends waits for bandwidth at shutdown
+	closing      atomic.Bool
+	closeOnce    sync.Once
+	wg           sync.WaitGroup
+	mu           sync.Mutex
+	conns        map[*fastConn]struct{} // guarded by mu
 	// For tests, counted before the client can see the outcome:
 	answered      atomic.Int64 // requests this side began to answer
 	handedOffConn atomic.Int64 // connections given to net/http
