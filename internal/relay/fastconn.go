@@ -548,6 +548,8 @@ func (fc *fastConn) answer(req fastRequest) outcome {
 	}
 	*bp = b
 	fc.l.answered.Add(1)
+	setCork(fc.c, true)
+	defer setCork(fc.c, false)
 	if _, err := fc.c.Write(b); err != nil {
 		return failed
 	}
