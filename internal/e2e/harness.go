@@ -7,7 +7,6 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -366,5 +365,3 @@ func BlobPath(data string, b []byte) string {
 	h := fmt.Sprintf("%x", sum)
 	return filepath.Join(data, "blobs", h[:2], h[2:4], h)
 }
-
-func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -21,7 +21,7 @@ func TestBodyDeadlineDoesNotPoisonTheConnection(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // past the body deadline
 		}
 		if err := r.Context().Err(); err != nil {
-			http.Error(w, "context: "+err.Error(), 503)
+			http.Error(w, "context: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ok")

@@ -44,10 +44,6 @@ type missingPath struct {
 	bucket  uint16
 }
 
-func newMissingSet() *missingSet {
-	return &missingSet{blobs: map[catalog.Digest]*missingBlob{}, buckets: map[string]*[1 << bucketBits]int32{}}
-}
-
 func bucketOf(phash uint64) uint16 { return uint16(phash >> (64 - bucketBits)) }
 
 func (m *missingSet) bucketsOf(name string) *[1 << bucketBits]int32 {

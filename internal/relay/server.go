@@ -107,8 +107,6 @@ type catState struct {
 	// share is the part of the catalog the relay keeps, as its directory
 	// last assigned it.
 	share share
-	// complete lists the shards of the share the relay holds entirely.
-	complete placement.Ranges
 }
 
 type entryRef struct {
