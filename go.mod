@@ -2,7 +2,15 @@ module github.com/opendistribution/odi
 
 go 1.26.0
 
-require modernc.org/sqlite v1.61.1
+require (
+	github.com/chromedp/chromedp v0.23.0
+	modernc.org/sqlite v1.61.1
+)
+
+require (
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+)
 
 require (
 	github.com/BurntSushi/toml v1.6.0 // indirect

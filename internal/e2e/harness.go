@@ -304,10 +304,14 @@ func DownloadWith(c *http.Client, n Network, p string) ([]byte, string, error) {
 
 // DownloadRetrying is Download with the retry every real download client
 // has (curl --retry, apt, pip): a transfer cut by a relay dying is started
-// again from the directory.
+// again from the directory, after a pause as they make (curl waits a
+// second), here 100 ms and then 200 ms.
 func DownloadRetrying(n Network, p string) ([]byte, string, int, error) {
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
+		if attempt > 1 {
+			time.Sleep(time.Duration(attempt-1) * 100 * time.Millisecond)
+		}
 		var b []byte
 		var host string
 		if b, host, err = Download(n, p); err == nil {
