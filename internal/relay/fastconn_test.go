@@ -365,3 +365,37 @@ func FuzzParseHead(f *testing.F) {
 		}
 	})
 }
+
+// The bandwidth cap holds for what the fast path sends, small and large
+// blobs alike, across connections.
+func TestFastPathKeepsToTheBandwidthCap(t *testing.T) {
+	large := strings.Repeat("L", 200<<10) // sendfile
+	small := strings.Repeat("s", 30<<10)  // one write
+	s := newTestRelay(t, map[string]string{"large.bin": large, "small.bin": small})
+	const capacity = 512 << 10
+	s.egress = newEgress(capacity) // burst 64 KiB
+	_, fast, fl := serveBoth(t, s, time.Minute)
+	start := time.Now()
+	done := make(chan string, 4)
+	for _, p := range []string{"large.bin", "large.bin", "small.bin", "small.bin"} {
+		go func() {
+			_, body := exchange(t, fast, "GET /demo/"+p+" HTTP/1.1\r\nHost: r\r\n\r\n")
+			done <- body
+		}()
+	}
+	total := 0
+	for range 4 {
+		total += len(<-done)
+	}
+	took := time.Since(start)
+	if total != 2*len(large)+2*len(small) {
+		t.Fatalf("received %d bytes", total)
+	}
+	if fl.answered.Load() != 4 {
+		t.Fatalf("fast path answered %d of 4", fl.answered.Load())
+	}
+	// 460 KiB at 512 KiB/s after a 64 KiB burst: at least 0.77 s.
+	if least := time.Duration(float64(total-64<<10) / capacity * float64(time.Second)); took < least {
+		t.Errorf("sent %d bytes in %v under a cap of %d B/s; the cap allows no less than %v", total, took, capacity, least)
+	}
+}
