@@ -524,10 +524,6 @@ func (fc *fastConn) answer(req fastRequest) outcome {
 		return answered
 	}
 	m := meter{w: fc.c, ctx: fc.l.ctx, eg: s.egress}
-	defer func() {
-		s.metrics.bytesServed.Add(float64(m.n))
-		s.metrics.requests.served.Inc()
-	}()
 	if small {
 		b = slices.Grow(b, int(size))
 		body := b[len(b) : len(b)+int(size)]
@@ -535,6 +531,12 @@ func (fc *fastConn) answer(req fastRequest) outcome {
 			// Changed since the stamp check: let the handler look again.
 			return declined
 		}
+	}
+	defer func() {
+		s.metrics.bytesServed.Add(float64(m.n))
+		s.metrics.requests.served.Inc()
+	}()
+	if small {
 		if err := s.egress.wait(m.ctx, size); err != nil {
 			return failed
 		}
