@@ -233,6 +233,12 @@ func (n *Network) WaitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// The timeouts of the nodes' listeners, as the daemons set them.
+const (
+	idleTimeout   = 2 * time.Minute
+	headerTimeout = 10 * time.Second
+)
+
 // node is the part of a directory or relay that runs: its listener,
 // server and background goroutine.
 type node struct {
@@ -240,7 +246,7 @@ type node struct {
 	URL    string
 	cancel context.CancelFunc
 	http   *http.Server
-	ln     net.Listener
+	fast   *relay.FastListener // a relay's, which serves some connections itself
 	wg     sync.WaitGroup
 	closer func() error
 }
@@ -257,8 +263,7 @@ func (nd *node) listen() (net.Listener, error) {
 
 func (nd *node) run(ctx context.Context, ln net.Listener, h http.Handler, loop func(context.Context) error, log *slog.Logger) {
 	ctx, nd.cancel = context.WithCancel(ctx)
-	nd.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	nd.ln = ln
+	nd.http = &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, IdleTimeout: idleTimeout}
 	nd.wg.Add(2)
 	go func() {
 		defer nd.wg.Done()
@@ -282,12 +287,11 @@ func (nd *node) Stop() {
 		return
 	}
 	nd.http.Close()
-	if sd, ok := nd.ln.(interface{ Shutdown(context.Context) error }); ok {
-		// A relay's fast path serves connections net/http does not
-		// know of: cut those too.
+	if nd.fast != nil {
+		// Connections net/http does not know of: cut those too.
 		cut, cancel := context.WithCancel(context.Background())
 		cancel()
-		sd.Shutdown(cut)
+		nd.fast.Shutdown(cut)
 	}
 	nd.cancel()
 	nd.wg.Wait()
@@ -353,7 +357,8 @@ func (r *Relay) Start(ctx context.Context) error {
 		return err
 	}
 	r.Server, r.closer = srv, srv.Close
-	r.run(ctx, srv.FastPath(ln, 2*time.Minute, 10*time.Second), srv.Handler(), srv.Run, r.log)
+	r.fast = srv.FastPath(ln, idleTimeout, headerTimeout)
+	r.run(ctx, r.fast, srv.Handler(), srv.Run, r.log)
 	return nil
 }
 

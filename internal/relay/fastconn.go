@@ -142,6 +142,9 @@ func (l *FastListener) Close() error {
 // finished their responses, or until ctx ends, when it cuts them.
 func (l *FastListener) Shutdown(ctx context.Context) error {
 	l.Close()
+	// The accept loop adds to wg: it must have stopped before wg is
+	// waited for.
+	<-l.done
 	finished := make(chan struct{})
 	go func() {
 		l.wg.Wait()
@@ -436,7 +439,7 @@ func parseTarget(t []byte, req *fastRequest) bool {
 		req.want = string(v)
 	}
 	name, rest, _ := strings.Cut(string(p[1:]), "/")
-	if "/"+name+"/" == httpapi.RelayInternal || catalog.ValidateName(name) != nil {
+	if name == internalName || catalog.ValidateName(name) != nil {
 		return false
 	}
 	path, err := catalog.ParseRequestPath(rest)
@@ -446,6 +449,9 @@ func parseTarget(t []byte, req *fastRequest) bool {
 	req.name, req.path = name, path
 	return true
 }
+
+// internalName is the first path segment of the relay's own endpoints.
+var internalName = strings.Trim(httpapi.RelayInternal, "/")
 
 func isPlainPathChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~/+,=@:", c) >= 0

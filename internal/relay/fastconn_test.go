@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -397,5 +399,42 @@ func TestFastPathKeepsToTheBandwidthCap(t *testing.T) {
 	// 460 KiB at 512 KiB/s after a 64 KiB burst: at least 0.77 s.
 	if least := time.Duration(float64(total-64<<10) / capacity * float64(time.Second)); took < least {
 		t.Errorf("sent %d bytes in %v under a cap of %d B/s; the cap allows no less than %v", total, took, capacity, least)
+	}
+}
+
+// flakyListener fails its first Accepts as a listener out of descriptors
+// does, then accepts.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if f.fails.Add(-1) >= 0 {
+		return nil, syscall.EMFILE
+	}
+	return f.Listener.Accept()
+}
+
+// A failing accept (out of descriptors) neither stops the relay's listener
+// nor makes it spin: it waits, then serves again.
+func TestFastPathOutlivesFailingAccepts(t *testing.T) {
+	s := newTestRelay(t, map[string]string{"a.txt": "small bytes"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &flakyListener{Listener: ln}
+	flaky.fails.Store(3)
+	fl := s.FastPath(flaky, time.Minute, time.Second)
+	hs := &http.Server{Handler: s.Handler()}
+	go hs.Serve(fl)
+	defer hs.Close()
+	resp, body := exchange(t, ln.Addr().String(), "GET /demo/a.txt HTTP/1.1\r\nHost: r\r\n\r\n")
+	if resp.StatusCode != 200 || body != "small bytes" {
+		t.Fatalf("after failing accepts: %d %q", resp.StatusCode, body)
+	}
+	if n := flaky.fails.Load(); n >= 0 {
+		t.Fatalf("accept retried too few times (%d failures left)", n+1)
 	}
 }
