@@ -61,10 +61,7 @@ func runCatalogInit(ctx context.Context, args []string, stdout, stderr io.Writer
 	targetsT := fs.Int("targets-threshold", 1, "targets keys needed to sign targets")
 	expected := fs.Int("expected", 1000, "expected number of artifacts (chooses the number of bins)")
 	passFile := fs.String("passphrase-file", "", "read the passphrase for the offline keys from this `file` (else $"+directory.PassphraseEnv+", else a prompt)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: odi catalog init --keys DIR [--data DIR] [flags] NAME")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, stderr, "Usage: odi catalog init --keys DIR [--data DIR] [flags] NAME")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -210,12 +207,10 @@ func runCatalogRescan(ctx context.Context, args []string, stdout, stderr io.Writ
 	dir := fs.String("directory", "", "the directory's `URL`")
 	token := fs.String("token", "", "admin `token` (default $"+adminTokenEnv+")")
 	fromFile := fs.String("paths-from", "", "read the changed paths from this `file`, one per line (- for standard input)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: odi catalog rescan --directory URL NAME [PATH...]")
-		fmt.Fprintln(stderr, "\nPublishes the catalog's folder again. With paths (added, changed or deleted")
-		fmt.Fprintln(stderr, "files, relative to the folder), only those are looked at.\n\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, stderr, `Usage: odi catalog rescan --directory URL NAME [PATH...]
+
+Publishes the catalog's folder again. With paths (added, changed or deleted
+files, relative to the folder), only those are looked at.`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -40,14 +40,12 @@ func runExpunge(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	reason := fs.String("reason", "", "why the artifact is withdrawn (shown to operators and relays)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for every relay to confirm")
 	list := fs.Bool("list", false, "list expunges and their confirmations instead")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: odi expunge --directory URL --reason TEXT CATALOG PATH")
-		fmt.Fprintln(stderr, "       odi expunge --directory URL --list")
-		fmt.Fprintln(stderr, "\nWithdraws an artifact at once (security defect): no more redirects or")
-		fmt.Fprintln(stderr, "downloads, a new signed catalog version without it, and every relay told to")
-		fmt.Fprintln(stderr, "delete it. Shows which relays confirmed.\n\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, stderr, `Usage: odi expunge --directory URL --reason TEXT CATALOG PATH
+       odi expunge --directory URL --list
+
+Withdraws an artifact at once (security defect): no more redirects or
+downloads, a new signed catalog version without it, and every relay told to
+delete it. Shows which relays confirmed.`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

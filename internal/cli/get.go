@@ -19,14 +19,11 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("o", "", "write to `file` (default: the artifact's name)")
 	rootFile := fs.String("root", "", "trust this root metadata `file` instead of the directory's first root")
 	quiet := fs.Bool("q", false, "no progress bar")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: odi get [-o FILE] [-root FILE] [-q] URL")
-		fmt.Fprintln(stderr, "\nDownloads http(s)://<directory>/r/<catalog>/<path>, verifying it against the")
-		fmt.Fprintln(stderr, "catalog's signed metadata, resuming a partial download and falling back")
-		fmt.Fprintln(stderr, "to other relays when one fails.")
-		fmt.Fprintln(stderr, "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, stderr, `Usage: odi get [-o FILE] [-root FILE] [-q] URL
+
+Downloads http(s)://<directory>/r/<catalog>/<path>, verifying it against the
+catalog's signed metadata, resuming a partial download and falling back
+to other relays when one fails.`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -122,11 +122,16 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs, stderr, "Usage: "+name+" [flags]")
+	return fs
+}
+
+// setUsage makes fs's usage text, then its flags.
+func setUsage(fs *flag.FlagSet, stderr io.Writer, text string) {
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [flags]\n\nFlags:\n", name)
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", text)
 		fs.PrintDefaults()
 	}
-	return fs
 }
 
 func sortedKeys(m map[string]command) []string {
