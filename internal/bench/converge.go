@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -18,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/opendistribution/odi/internal/config"
@@ -36,31 +34,6 @@ type ConvergeOptions struct {
 	// ProfileDir, when set, receives a CPU profile of the process (the
 	// directory and the relay run in it) over each ODI update.
 	ProfileDir string
-}
-
-// countingTransport counts the bytes of response bodies.
-type countingTransport struct {
-	base http.RoundTripper
-	n    atomic.Int64
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := c.base.RoundTrip(r)
-	if err == nil {
-		resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.n}
-	}
-	return resp, err
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }
 
 // convergePath lays files out as a Debian-style package pool: one folder
@@ -107,7 +80,7 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
 		return fmt.Errorf("bench: copy tree: %v: %s", err, out)
 	}
-	ct := &countingTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	ct := &httpapi.CountingTransport{Base: http.DefaultTransport.(*http.Transport).Clone()}
 	n, err := devnet.Start(ctx, devnet.Options{
 		Relays: 1, Root: filepath.Join(root, "converge-net"),
 		Catalogs:       []config.CatalogSource{{Name: "bench", Path: src}},
@@ -157,7 +130,7 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 		if err != nil {
 			return err
 		}
-		before := ct.n.Load()
+		before := ct.N.Load()
 		start := time.Now()
 		benchLogger().Debug("converge: rescan sent", "round", round+1)
 		c := httpapi.NewClient(n.Directory.URL, http.DefaultClient).WithAdminToken(n.AdminToken)
@@ -181,7 +154,7 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 		}
 		odi := time.Since(start)
 		stopProfile()
-		odiBytes = ct.n.Load() - before
+		odiBytes = ct.N.Load() - before
 
 		rsyncTime, rb, err := runRsync(ctx, rsync, root, src, dst)
 		if err != nil {

@@ -5,18 +5,17 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/tufrepo"
 	"github.com/opendistribution/odi/internal/tufrepo/tuftest"
 )
@@ -159,8 +158,8 @@ func BenchmarkClientFirstTarget(b *testing.B) {
 			as, dir, _ := builtRepo(b, n)
 			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
 			s := tuftest.Serve(b, dir, nil)
-			var fetched atomic.Int64
-			hc := &http.Client{Transport: countingTransport{http.DefaultTransport, &fetched}}
+			fetched := &httpapi.CountingTransport{Base: http.DefaultTransport}
+			hc := &http.Client{Transport: fetched}
 			i := 0
 			for b.Loop() {
 				c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: root,
@@ -173,33 +172,9 @@ func BenchmarkClientFirstTarget(b *testing.B) {
 				}
 				i += 7919
 			}
-			b.ReportMetric(float64(fetched.Load())/float64(b.N), "bytes-fetched/op")
+			b.ReportMetric(float64(fetched.N.Load())/float64(b.N), "bytes-fetched/op")
 		})
 	}
-}
-
-type countingTransport struct {
-	rt http.RoundTripper
-	n  *atomic.Int64
-}
-
-func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.rt.RoundTrip(req)
-	if err == nil {
-		resp.Body = countingBody{resp.Body, t.n}
-	}
-	return resp, err
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }
 
 // BenchmarkClientBins measures loading and verifying one more bin after a
@@ -254,8 +229,8 @@ func BenchmarkUpdate(b *testing.B) {
 			as, dir, r := builtRepo(b, n)
 			root, _ := os.ReadFile(filepath.Join(dir, "1.root.json"))
 			s := tuftest.Serve(b, dir, nil)
-			var fetched atomic.Int64
-			hc := &http.Client{Transport: countingTransport{http.DefaultTransport, &fetched}}
+			fetched := &httpapi.CountingTransport{Base: http.DefaultTransport}
+			hc := &http.Client{Transport: fetched}
 			c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: root,
 				CacheDir: b.TempDir(), HTTPClient: hc, Now: func() time.Time { return tuftest.Epoch }})
 			if err != nil {
@@ -266,7 +241,7 @@ func BenchmarkUpdate(b *testing.B) {
 			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			var apply, refresh, targets time.Duration
-			fetched.Store(0)
+			fetched.N.Store(0)
 			for b.Loop() {
 				chs := make([]catalog.Change, k)
 				for i := range chs {
@@ -301,7 +276,7 @@ func BenchmarkUpdate(b *testing.B) {
 			b.ReportMetric(ms(apply), "apply-ms/op")
 			b.ReportMetric(ms(refresh), "refresh-ms/op")
 			b.ReportMetric(ms(targets), "targets-ms/op")
-			b.ReportMetric(float64(fetched.Load())/float64(b.N), "bytes-fetched/op")
+			b.ReportMetric(float64(fetched.N.Load())/float64(b.N), "bytes-fetched/op")
 		})
 	}
 }
