@@ -14,9 +14,11 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opendistribution/odi/internal/config"
@@ -95,6 +97,9 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 	if err := n.WaitReady(ctx, 30*time.Minute); err != nil {
 		return err
 	}
+	// Setup wrote three copies of the catalog; the measured rounds start
+	// once the disk has written them back, rather than competing with it.
+	syscall.Sync()
 
 	if opts.Rounds < 1 {
 		opts.Rounds = 1
@@ -125,6 +130,9 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 			paths = append(paths, convergePath(i))
 		}
 		added += opts.Added
+		// The update and the last rsync run are on disk before the clock
+		// starts, for both sides.
+		syscall.Sync()
 
 		stopProfile, err := startProfile(opts.ProfileDir, fmt.Sprintf("converge-%d.pprof", round))
 		if err != nil {
@@ -180,7 +188,8 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 }
 
 // startProfile starts a CPU profile into dir/name at a higher rate than
-// the default, since an update takes a few hundred milliseconds. With no
+// the default, since an update takes a few hundred milliseconds, and an
+// execution trace (for where the time goes waiting) next to it. With no
 // dir it does nothing.
 func startProfile(dir, name string) (stop func(), err error) {
 	if dir == "" {
@@ -190,12 +199,24 @@ func startProfile(dir, name string) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	runtime.SetCPUProfileRate(1000)
-	if err := pprof.StartCPUProfile(f); err != nil {
+	tf, err := os.Create(filepath.Join(dir, strings.TrimSuffix(name, ".pprof")+".trace"))
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	runtime.SetCPUProfileRate(1000)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		tf.Close()
+		return nil, err
+	}
+	if err := trace.Start(tf); err != nil {
+		pprof.StopCPUProfile()
+		f.Close()
+		tf.Close()
+		return nil, err
+	}
+	return func() { trace.Stop(); tf.Close(); pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 var rsyncBytesRE = regexp.MustCompile(`Total bytes (sent|received): ([0-9,]+)`)

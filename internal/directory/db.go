@@ -416,17 +416,42 @@ func (s *stateDB) allChanges(ctx context.Context, id int64, since, upto uint64) 
 	}
 }
 
-// referenced reports whether any catalog still has an artifact with digest d.
-func (s *stateDB) referenced(ctx context.Context, d catalog.Digest) (bool, error) {
-	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM artifacts WHERE sha256 = ? LIMIT 1`, d[:]).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+// referencedChunk bounds the digests one query of stillReferenced names.
+const referencedChunk = 500
+
+// stillReferenced returns those of ds some catalog still has an artifact
+// with, a few hundred digests a query.
+func (s *stateDB) stillReferenced(ctx context.Context, ds []catalog.Digest) (map[catalog.Digest]bool, error) {
+	used := make(map[catalog.Digest]bool)
+	for len(ds) > 0 {
+		chunk := ds[:min(len(ds), referencedChunk)]
+		ds = ds[len(chunk):]
+		args := make([]any, len(chunk))
+		for i := range chunk {
+			args[i] = chunk[i][:]
+		}
+		q := `SELECT DISTINCT sha256 FROM artifacts WHERE sha256 IN (?` + strings.Repeat(`, ?`, len(chunk)-1) + `)`
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("directory: blob references: %w", err)
+		}
+		for rows.Next() {
+			var sum []byte
+			if err := rows.Scan(&sum); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("directory: blob references: %w", err)
+			}
+			var d catalog.Digest
+			copy(d[:], sum)
+			used[d] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("directory: blob references: %w", err)
+		}
 	}
-	if err != nil {
-		return false, fmt.Errorf("directory: blob references: %w", err)
-	}
-	return true, nil
+	return used, nil
 }
 
 // relayRow is a relay as enrolled.

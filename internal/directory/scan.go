@@ -13,6 +13,7 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/parallel"
 	"github.com/opendistribution/odi/internal/store"
 )
 
@@ -371,21 +372,35 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	return res.sum, v, nil
 }
 
-// dropUnused deletes blobs no catalog refers to any more.
+// dropUnused deletes blobs no catalog refers to any more: one query for
+// the lot, then a few deletions side by side. Called with publishMu held,
+// so no publish brings a blob back between the check and the deletion.
 func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
+	if len(ds) == 0 {
+		return
+	}
+	used, err := s.db.stillReferenced(ctx, ds)
+	if err != nil {
+		s.log.Warn("cannot check blob references; unused blobs stay on disk", "blobs", len(ds), "err", err)
+		return
+	}
+	var unused []catalog.Digest
 	for _, d := range ds {
-		used, err := s.db.referenced(ctx, d)
-		if err != nil {
-			s.log.Warn("cannot check blob references", "digest", d, "err", err)
-			continue
-		}
-		if !used {
-			if err := s.store.Delete(d); err != nil {
-				s.log.Warn("cannot delete unused blob", "digest", d, "err", err)
-			}
+		if !used[d] {
+			used[d] = true // each once
+			unused = append(unused, d)
 		}
 	}
+	parallel.Do(len(unused), deleteWorkers, func(i int) error {
+		if err := s.store.Delete(unused[i]); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("cannot delete unused blob", "digest", unused[i], "err", err)
+		}
+		return nil
+	})
 }
+
+// deleteWorkers bounds the unused blobs dropUnused deletes at once.
+const deleteWorkers = 8
 
 // sizeShards gives catalog name its shard count, recording a change.
 func (s *Server) sizeShards(ctx context.Context, name string, id int64) {

@@ -434,3 +434,42 @@ func TestShardListingCoversEachArtifactOnce(t *testing.T) {
 		t.Error("start > end accepted")
 	}
 }
+
+func TestBlobsNoArtifactUsesAreDeletedOthersKept(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "shared", "b.txt": "shared", "c.txt": "only c", "d.txt": "only d"})
+	f.publish()
+	held := func(body string) bool {
+		_, err := f.srv.store.Stat(catalog.DigestOf([]byte(body)))
+		return err == nil
+	}
+	for _, b := range []string{"shared", "only c", "only d"} {
+		if !held(b) {
+			t.Fatalf("blob of %q not in the store after publishing", b)
+		}
+	}
+	// a.txt gone, but b.txt has the same bytes; c.txt replaced.
+	os.Remove(filepath.Join(f.src, "a.txt"))
+	f.write("c.txt", "c, second edition")
+	f.publish()
+	if !held("shared") {
+		t.Error("blob still used by b.txt was deleted with a.txt")
+	}
+	if held("only c") {
+		t.Error("blob of the replaced c.txt is still in the store")
+	}
+	// The same through a publish of named paths.
+	os.Remove(filepath.Join(f.src, "b.txt"))
+	os.Remove(filepath.Join(f.src, "d.txt"))
+	if _, _, err := f.srv.publishPaths(context.Background(), config.CatalogSource{Name: "demo", Path: f.src}, []string{"b.txt", "d.txt"}); err != nil {
+		t.Fatal(err)
+	}
+	if held("shared") || held("only d") {
+		t.Error("blobs of deleted paths are still in the store")
+	}
+	if !held("c, second edition") {
+		t.Error("blob of the current c.txt was deleted")
+	}
+	if got := body(t, f.get("/r/demo/c.txt")); got != "c, second edition" {
+		t.Errorf("c.txt = %q", got)
+	}
+}

@@ -101,13 +101,8 @@ func (s *Server) expunge(ctx context.Context, cmd httpapi.Command) (string, erro
 	if err := s.db.deletePaths(ctx, cmd.Catalog, paths); err != nil {
 		return "", err
 	}
-	for _, d := range held {
-		if err := s.store.Delete(d); err != nil {
-			s.log.Warn("cannot delete expunged blob", "digest", d, "err", err)
-		}
-		if err := s.db.deleteBlob(ctx, d); err != nil {
-			return "", err
-		}
+	if err := s.deleteBlobs(ctx, held, "expunged"); err != nil {
+		return "", err
 	}
 	s.rep.remove(held)
 	s.rep.kick()

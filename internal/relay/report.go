@@ -9,6 +9,8 @@ import (
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/parallel"
+	"github.com/opendistribution/odi/internal/store"
 )
 
 // reporter queues inventory changes for the directory.
@@ -226,23 +228,41 @@ func (s *Server) sendChanges(ctx context.Context, session string, adds, removes 
 // deleteCondemned deletes blobs the directory now knows are gone, unless a
 // path started using them again meanwhile.
 func (s *Server) deleteCondemned(ds []catalog.Digest) {
+	var gone, reheld []catalog.Digest
+	s.mu.Lock()
 	for _, d := range ds {
-		s.mu.Lock()
 		_, held := s.blobs[d]
-		if !held || s.refs[d] > 0 {
-			s.mu.Unlock()
-			if held {
-				s.rep.add([]catalog.Digest{d})
-			}
-			continue
-		}
-		s.forgetBlobLocked(d)
-		s.mu.Unlock()
-		if err := s.store.Delete(d); err != nil {
-			s.log.Warn("cannot delete unused blob", "digest", d, "err", err)
-		}
-		if err := s.db.deleteBlob(context.Background(), d); err != nil {
-			s.log.Warn("cannot forget unused blob", "digest", d, "err", err)
+		switch {
+		case held && s.refs[d] > 0:
+			reheld = append(reheld, d)
+		case held:
+			s.forgetBlobLocked(d)
+			gone = append(gone, d)
 		}
 	}
+	s.mu.Unlock()
+	if len(reheld) > 0 {
+		s.rep.add(reheld)
+	}
+	s.deleteBlobs(context.Background(), gone, "unused")
 }
+
+// deleteBlobs deletes blobs the relay no longer counts as held (already
+// forgotten in memory) from the disk, a few side by side, then from the
+// database. why says which blobs in messages.
+func (s *Server) deleteBlobs(ctx context.Context, ds []catalog.Digest, why string) error {
+	parallel.Do(len(ds), deleteWorkers, func(i int) error {
+		if err := s.store.Delete(ds[i]); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("cannot delete "+why+" blob", "digest", ds[i], "err", err)
+		}
+		return nil
+	})
+	if err := s.db.deleteBlobs(ctx, ds); err != nil {
+		s.log.Warn("cannot forget "+why+" blobs", "blobs", len(ds), "err", err)
+		return err
+	}
+	return nil
+}
+
+// deleteWorkers bounds the blobs deleteBlobs removes from the disk at once.
+const deleteWorkers = 8

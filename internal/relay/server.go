@@ -233,13 +233,15 @@ func (s *Server) load(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	var lost []catalog.Digest
 	for d := range s.blobs {
 		if !onDisk[d] {
 			s.forgetBlobLocked(d)
-			if err := s.db.deleteBlob(ctx, d); err != nil {
-				return err
-			}
+			lost = append(lost, d)
 		}
+	}
+	if err := s.db.deleteBlobs(ctx, lost); err != nil {
+		return err
 	}
 	if e, ok, err := s.db.enrollment(ctx, s.cfg.Directory); err != nil {
 		return err

@@ -194,9 +194,28 @@ func (s *stateDB) putBlob(ctx context.Context, d catalog.Digest, st store.Stamp,
 	return s.putBlobs(ctx, []catalog.Digest{d}, []store.Stamp{st}, access)
 }
 
-func (s *stateDB) deleteBlob(ctx context.Context, d catalog.Digest) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM blobs WHERE sha256 = ?`, d[:]); err != nil {
-		return fmt.Errorf("relay: forget blob %s: %w", d, err)
+// deleteBlobs forgets the given blobs in one transaction.
+func (s *stateDB) deleteBlobs(ctx context.Context, ds []catalog.Digest) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("relay: forget blobs: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `DELETE FROM blobs WHERE sha256 = ?`)
+	if err != nil {
+		return fmt.Errorf("relay: forget blobs: %w", err)
+	}
+	defer st.Close()
+	for _, d := range ds {
+		if _, err := st.ExecContext(ctx, d[:]); err != nil {
+			return fmt.Errorf("relay: forget blob %s: %w", d, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("relay: forget blobs: %w", err)
 	}
 	return nil
 }

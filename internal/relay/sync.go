@@ -632,10 +632,7 @@ func (s *Server) drop(d catalog.Digest, why string) {
 	if !ok {
 		return
 	}
-	s.store.Delete(d)
-	if err := s.db.deleteBlob(context.Background(), d); err != nil {
-		s.log.Warn("cannot forget blob", "digest", d, "err", err)
-	}
+	s.deleteBlobs(context.Background(), []catalog.Digest{d}, "dropped")
 	s.rep.remove([]catalog.Digest{d})
 	s.rep.kick()
 	select {
