@@ -13,7 +13,6 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
-	"github.com/opendistribution/odi/internal/parallel"
 	"github.com/opendistribution/odi/internal/store"
 )
 
@@ -368,13 +367,72 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 			"added", res.sum.Added, "changed", res.sum.Changed, "removed", res.sum.Removed,
 			"bytes_hashed", res.sum.BytesHashed, "took", s.now().Sub(start).Round(time.Millisecond))
 	}
-	s.dropUnused(ctx, maybeUnused)
+	s.unused.add(maybeUnused)
 	return res.sum, v, nil
 }
 
-// dropUnused deletes blobs no catalog refers to any more: one query for
-// the lot, then a few deletions side by side. Called with publishMu held,
-// so no publish brings a blob back between the check and the deletion.
+// unusedQueue holds blobs that publishes may have left unused. They are
+// deleted a few seconds later, not while the publish runs: relays fetch the
+// new version right after it is announced, and a few hundred deletions
+// then would only slow the directory's answers.
+type unusedQueue struct {
+	mu   sync.Mutex
+	ds   []catalog.Digest
+	kick chan struct{}
+}
+
+// reapDelay is how long unused blobs wait before reapLoop deletes them,
+// collecting those of the publishes made meanwhile.
+const reapDelay = 5 * time.Second
+
+func (q *unusedQueue) add(ds []catalog.Digest) {
+	if len(ds) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.ds = append(q.ds, ds...)
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reapLoop deletes queued unused blobs reapDelay after a publish queues
+// some, and whatever is queued when ctx ends.
+func (s *Server) reapLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			s.reapUnused(stop)
+			cancel()
+			return
+		case <-s.unused.kick:
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.reapDelay):
+		}
+		s.reapUnused(ctx)
+	}
+}
+
+// reapUnused deletes the queued blobs no catalog uses any more. It holds
+// publishMu, so no publish brings a blob back between the check and the
+// deletion.
+func (s *Server) reapUnused(ctx context.Context) {
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	s.unused.mu.Lock()
+	ds := s.unused.ds
+	s.unused.ds = nil
+	s.unused.mu.Unlock()
+	s.dropUnused(ctx, ds)
+}
+
+// dropUnused deletes those of ds no catalog refers to any more, checking
+// them in one query. Called with publishMu held.
 func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
 	if len(ds) == 0 {
 		return
@@ -384,23 +442,20 @@ func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
 		s.log.Warn("cannot check blob references; unused blobs stay on disk", "blobs", len(ds), "err", err)
 		return
 	}
-	var unused []catalog.Digest
+	deleted := 0
 	for _, d := range ds {
-		if !used[d] {
-			used[d] = true // each once
-			unused = append(unused, d)
+		if used[d] {
+			continue
 		}
+		used[d] = true // each once
+		if err := s.store.Delete(d); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("cannot delete unused blob", "digest", d, "err", err)
+			continue
+		}
+		deleted++
 	}
-	parallel.Do(len(unused), deleteWorkers, func(i int) error {
-		if err := s.store.Delete(unused[i]); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("cannot delete unused blob", "digest", unused[i], "err", err)
-		}
-		return nil
-	})
+	s.log.Debug("unused blobs deleted", "checked", len(ds), "deleted", deleted)
 }
-
-// deleteWorkers bounds the unused blobs dropUnused deletes at once.
-const deleteWorkers = 8
 
 // sizeShards gives catalog name its shard count, recording a change.
 func (s *Server) sizeShards(ctx context.Context, name string, id int64) {

@@ -86,6 +86,10 @@ type Server struct {
 	// publishMu serializes what makes catalog versions: scans, expunges.
 	publishMu   sync.Mutex
 	expungeKick chan struct{}
+	// unused holds blobs publishes may have left unused, deleted a little
+	// later by reapLoop.
+	unused    unusedQueue
+	reapDelay time.Duration
 
 	mu        sync.Mutex
 	withdrawn map[string]map[string]withdrawal // catalog → expunged path; guarded by mu
@@ -164,6 +168,8 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		repos:       make(map[string]*tufrepo.Repository),
 		withdrawn:   make(map[string]map[string]withdrawal),
 		expungeKick: make(chan struct{}, 1),
+		unused:      unusedQueue{kick: make(chan struct{}, 1)},
+		reapDelay:   reapDelay,
 		lookupIP:    deps.LookupIP,
 	}
 	s.place.clock.Store(s.now().UnixNano())
@@ -275,10 +281,14 @@ func (s *Server) Rescan() {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.stopRun()
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() {
 		defer wg.Done()
 		s.publishLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.reapLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()

@@ -451,6 +451,10 @@ func TestBlobsNoArtifactUsesAreDeletedOthersKept(t *testing.T) {
 	os.Remove(filepath.Join(f.src, "a.txt"))
 	f.write("c.txt", "c, second edition")
 	f.publish()
+	if !held("only c") {
+		t.Error("the publish deleted a blob itself; the reaper should, later")
+	}
+	f.srv.reapUnused(context.Background())
 	if !held("shared") {
 		t.Error("blob still used by b.txt was deleted with a.txt")
 	}
@@ -463,6 +467,7 @@ func TestBlobsNoArtifactUsesAreDeletedOthersKept(t *testing.T) {
 	if _, _, err := f.srv.publishPaths(context.Background(), config.CatalogSource{Name: "demo", Path: f.src}, []string{"b.txt", "d.txt"}); err != nil {
 		t.Fatal(err)
 	}
+	f.srv.reapUnused(context.Background())
 	if held("shared") || held("only d") {
 		t.Error("blobs of deleted paths are still in the store")
 	}
@@ -471,5 +476,47 @@ func TestBlobsNoArtifactUsesAreDeletedOthersKept(t *testing.T) {
 	}
 	if got := body(t, f.get("/r/demo/c.txt")); got != "c, second edition" {
 		t.Errorf("c.txt = %q", got)
+	}
+}
+
+func TestRunDeletesUnusedBlobsAfterThePublish(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "first"})
+	f.srv.reapDelay = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	old := catalog.DigestOf([]byte("first"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, ok := f.srv.ix.lookup("demo", "a.txt"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first scan did not publish a.txt")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.write("a.txt", "second")
+	f.srv.publishMu.Lock() // as the rescan handler does
+	_, _, err := f.srv.publishPaths(ctx, config.CatalogSource{Name: "demo", Path: f.src}, []string{"a.txt"})
+	f.srv.publishMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.srv.store.Stat(old); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blob a.txt no longer uses is still in the store")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := body(t, f.get("/r/demo/a.txt")); got != "second" {
+		t.Errorf("a.txt = %q", got)
 	}
 }

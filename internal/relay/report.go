@@ -9,7 +9,6 @@ import (
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
-	"github.com/opendistribution/odi/internal/parallel"
 	"github.com/opendistribution/odi/internal/store"
 )
 
@@ -248,21 +247,18 @@ func (s *Server) deleteCondemned(ds []catalog.Digest) {
 }
 
 // deleteBlobs deletes blobs the relay no longer counts as held (already
-// forgotten in memory) from the disk, a few side by side, then from the
-// database. why says which blobs in messages.
+// forgotten in memory) from the disk, then from the database. why says
+// which blobs in messages. One at a time: deletions side by side would
+// keep the processors in system calls, and answers to clients waiting.
 func (s *Server) deleteBlobs(ctx context.Context, ds []catalog.Digest, why string) error {
-	parallel.Do(len(ds), deleteWorkers, func(i int) error {
-		if err := s.store.Delete(ds[i]); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("cannot delete "+why+" blob", "digest", ds[i], "err", err)
+	for _, d := range ds {
+		if err := s.store.Delete(d); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("cannot delete "+why+" blob", "digest", d, "err", err)
 		}
-		return nil
-	})
+	}
 	if err := s.db.deleteBlobs(ctx, ds); err != nil {
 		s.log.Warn("cannot forget "+why+" blobs", "blobs", len(ds), "err", err)
 		return err
 	}
 	return nil
 }
-
-// deleteWorkers bounds the blobs deleteBlobs removes from the disk at once.
-const deleteWorkers = 8
