@@ -36,6 +36,7 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/placement"
+	"github.com/opendistribution/odi/internal/sqlitedb"
 	"github.com/opendistribution/odi/internal/store"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
@@ -97,6 +98,10 @@ type Server struct {
 	scans     map[string]scanStatus            // guarded by mu
 	repos     map[string]*tufrepo.Repository   // guarded by mu
 }
+
+// checkpointEvery is how often the directory copies its database's log
+// back into the database (see package sqlitedb).
+const checkpointEvery = 10 * time.Second
 
 // scanStatus is the outcome of the last scan of a catalog's folder.
 type scanStatus struct {
@@ -281,10 +286,14 @@ func (s *Server) Rescan() {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.stopRun()
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	go func() {
 		defer wg.Done()
 		s.publishLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		sqlitedb.CheckpointLoop(ctx, s.db.db, checkpointEvery, s.log)
 	}()
 	go func() {
 		defer wg.Done()

@@ -36,6 +36,7 @@ import (
 	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/placement"
+	"github.com/opendistribution/odi/internal/sqlitedb"
 	"github.com/opendistribution/odi/internal/store"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
@@ -346,10 +347,14 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		s.reportLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		sqlitedb.CheckpointLoop(ctx, s.db.db, checkpointEvery, s.log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -373,6 +378,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	return s.syncLoop(ctx)
 }
+
+// checkpointEvery is how often the daemons copy their database's log back
+// into the database (see package sqlitedb).
+const checkpointEvery = 10 * time.Second
 
 // setProblem records (msg != "") or clears a problem the operator should
 // see; problems travel with every heartbeat.

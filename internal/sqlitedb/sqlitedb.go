@@ -7,13 +7,23 @@
 // process crash (a power cut may lose the last few, never corrupt the file).
 // Write transactions take the write lock when they begin (_txlock=immediate)
 // so two writers wait for each other instead of failing on upgrade.
+//
+// SQLite copies the log back into the database (a checkpoint, with two
+// fsyncs) in the commit that takes the log past wal_autocheckpoint pages. A
+// catalog update of a few hundred paths touches over a thousand pages of a
+// large catalog's indexes, so at SQLite's default every such commit would
+// wait for a checkpoint. The bound is raised here, and the daemons run
+// CheckpointLoop, which checkpoints beside the writers instead.
 package sqlitedb
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"strconv"
+	"time"
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 )
@@ -27,6 +37,7 @@ func Open(path string) (*sql.DB, error) {
 		"synchronous(NORMAL)",
 		"foreign_keys(ON)",
 		"cache_size(-65536)", // 64 MiB of page cache
+		"wal_autocheckpoint(" + strconv.Itoa(autoCheckpointPages) + ")",
 	} {
 		q.Add("_pragma", p)
 	}
@@ -44,6 +55,38 @@ func Open(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// autoCheckpointPages bounds the write-ahead log (in pages of 4 KiB) when
+// no CheckpointLoop runs, or when writes outpace it.
+const autoCheckpointPages = 16384
+
+// CheckpointLoop copies the write-ahead log back into the database every
+// interval until ctx ends, without waiting for readers or writers
+// (PASSIVE): commits then rarely pay for a checkpoint themselves.
+func CheckpointLoop(ctx context.Context, db *sql.DB, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := Checkpoint(ctx, db); err != nil && ctx.Err() == nil {
+			log.Warn("cannot checkpoint the database log", "err", err)
+		}
+	}
+}
+
+// Checkpoint copies what it can of the write-ahead log into the database
+// (PRAGMA wal_checkpoint(PASSIVE)).
+func Checkpoint(ctx context.Context, db *sql.DB) error {
+	var busy, logPages, done int
+	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done); err != nil {
+		return fmt.Errorf("sqlitedb: checkpoint: %w", err)
+	}
+	return nil
 }
 
 // Step is one migration: SQL to run, then Fn (when set) for what SQL cannot
