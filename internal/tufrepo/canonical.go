@@ -42,22 +42,9 @@ func encodeBinSigned(version int64, expires time.Time, targets map[string]*metad
 		}
 		t := targets[p]
 		b = appendString(b, p)
-		b = append(b, `:{"hashes":{`...)
-		algs := make([]string, 0, len(t.Hashes))
-		for a := range t.Hashes {
-			algs = append(algs, a)
-		}
-		sort.Strings(algs)
-		for j, a := range algs {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, a)
-			b = append(b, ':', '"')
-			b = hex.AppendEncode(b, t.Hashes[a])
-			b = append(b, '"')
-		}
-		b = append(b, `},"length":`...)
+		b = append(b, ':', '{')
+		b = appendHashes(b, t.Hashes)
+		b = append(b, `,"length":`...)
 		b = strconv.AppendInt(b, t.Length, 10)
 		b = append(b, '}')
 	}
@@ -79,16 +66,8 @@ func appendString(b []byte, s string) []byte {
 
 // encodeBin returns the file of a bin signed with key.
 func encodeBin(key *PrivateKey, version int64, expires time.Time, targets map[string]*metadata.TargetFiles) []byte {
-	signed := encodeBinSigned(version, expires, targets)
-	sig := ed25519.Sign(key.priv, signed)
-	b := make([]byte, 0, len(signed)+220)
-	b = append(b, `{"signatures":[{"keyid":`...)
-	b = appendString(b, key.ID())
-	b = append(b, `,"sig":"`...)
-	b = hex.AppendEncode(b, sig)
-	b = append(b, `"}],"signed":`...)
-	b = append(b, signed...)
-	return append(b, '}')
+	data, _ := encodeSigned([]*PrivateKey{key}, encodeBinSigned(version, expires, targets))
+	return data
 }
 
 // binSafe reports whether every target can be encoded by encodeBin: the
@@ -207,4 +186,107 @@ func readString(p []byte) (string, int, bool) {
 		}
 	}
 	return "", 0, false
+}
+
+// The snapshot lists every bin (thousands for a large catalog) and is
+// re-signed at every commit, so it gets the same treatment as bins.
+// TestEncodeSnapshotMatchesCJSON checks it against cjson.
+
+// encodeSnapshotSigned returns the canonical "signed" part of a snapshot.
+func encodeSnapshotSigned(version int64, expires time.Time, meta map[string]*metadata.MetaFiles) []byte {
+	names := make([]string, 0, len(meta))
+	size := 128
+	for n := range meta {
+		names = append(names, n)
+		size += len(n) + 48
+	}
+	sort.Strings(names)
+	b := make([]byte, 0, size)
+	b = append(b, `{"_type":"snapshot","expires":`...)
+	b = appendString(b, expires.UTC().Format(time.RFC3339Nano))
+	b = append(b, `,"meta":{`...)
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		mf := meta[n]
+		b = appendString(b, n)
+		b = append(b, ':', '{')
+		if len(mf.Hashes) > 0 {
+			b = appendHashes(b, mf.Hashes)
+			b = append(b, ',')
+		}
+		if mf.Length != 0 {
+			b = append(b, `"length":`...)
+			b = strconv.AppendInt(b, mf.Length, 10)
+			b = append(b, ',')
+		}
+		b = append(b, `"version":`...)
+		b = strconv.AppendInt(b, mf.Version, 10)
+		b = append(b, '}')
+	}
+	b = append(b, `},"spec_version":`...)
+	b = appendString(b, metadata.SPECIFICATION_VERSION)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, version, 10)
+	return append(b, '}')
+}
+
+// appendHashes appends "hashes":{...} with the algorithms sorted.
+func appendHashes(b []byte, hs metadata.Hashes) []byte {
+	algs := make([]string, 0, len(hs))
+	for a := range hs {
+		algs = append(algs, a)
+	}
+	sort.Strings(algs)
+	b = append(b, `"hashes":{`...)
+	for j, a := range algs {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, a)
+		b = append(b, ':', '"')
+		b = hex.AppendEncode(b, hs[a])
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// encodeSigned returns a metadata file, the canonical signed part and its
+// signatures by keys in order, and the signatures.
+func encodeSigned(keys []*PrivateKey, signed []byte) ([]byte, []metadata.Signature) {
+	b := make([]byte, 0, len(signed)+220*len(keys))
+	sigs := make([]metadata.Signature, 0, len(keys))
+	b = append(b, `{"signatures":[`...)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		sig := ed25519.Sign(k.priv, signed)
+		sigs = append(sigs, metadata.Signature{KeyID: k.ID(), Signature: sig})
+		b = append(b, `{"keyid":`...)
+		b = appendString(b, k.ID())
+		b = append(b, `,"sig":"`...)
+		b = hex.AppendEncode(b, sig)
+		b = append(b, `"}`...)
+	}
+	b = append(b, `],"signed":`...)
+	b = append(b, signed...)
+	return append(b, '}'), sigs
+}
+
+// snapshotSafe reports whether encodeSnapshotSigned can encode meta: file
+// names as ODI writes them and no unrecognized fields.
+func snapshotSafe(meta map[string]*metadata.MetaFiles) bool {
+	for n, mf := range meta {
+		if len(mf.UnrecognizedFields) > 0 {
+			return false
+		}
+		for i := 0; i < len(n); i++ {
+			if n[i] < 0x20 || n[i] == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -120,3 +120,91 @@ func TestParseBinTargetsReadsEncodeBin(t *testing.T) {
 		}
 	}
 }
+
+func randomMeta(rng *rand.Rand, n int) map[string]*metadata.MetaFiles {
+	meta := map[string]*metadata.MetaFiles{"targets.json": {Version: 3, Length: 1234}}
+	for i := 0; i < n; i++ {
+		mf := &metadata.MetaFiles{Version: rng.Int64N(1 << 40)}
+		if rng.IntN(2) == 0 {
+			mf.Length = rng.Int64N(1 << 30)
+		}
+		if rng.IntN(4) == 0 {
+			sum := sha256.Sum256([]byte{byte(i)})
+			mf.Hashes = metadata.Hashes{"sha256": sum[:], "sha512": append(sum[:], sum[:]...)}
+		}
+		meta[fmt.Sprintf("bins-%03x.json", i)] = mf
+	}
+	return meta
+}
+
+func TestEncodeSnapshotMatchesCJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 16, 4096} {
+		meta := randomMeta(rng, n)
+		exp := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+		m := metadata.Snapshot(exp)
+		m.Signed.Version = 99
+		m.Signed.Meta = meta
+		want, err := cjson.EncodeCanonical(m.Signed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeSnapshotSigned(99, exp, meta); !bytes.Equal(got, want) {
+			t.Fatalf("n=%d: encodeSnapshotSigned differs from cjson:\n got %s\nwant %s", n, got, want)
+		}
+	}
+}
+
+func TestEncodeSnapshotVerifiesWithGoTUF(t *testing.T) {
+	keys := make([]*PrivateKey, 2)
+	root := metadata.Root(time.Now().Add(time.Hour))
+	for i := range keys {
+		k, err := GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+		tk, err := metadata.KeyFromPublicKey(k.Public().Ed25519())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := root.Signed.AddKey(tk, metadata.SNAPSHOT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root.Signed.Roles[metadata.SNAPSHOT].Threshold = 2
+	s := metadata.Snapshot(time.Now().Add(time.Hour).Truncate(time.Second))
+	s.Signed.Version = 5
+	s.Signed.Meta = randomMeta(rand.New(rand.NewPCG(7, 8)), 300)
+	data, err := encodeSnapshot(s, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Signed.Meta) != 301 || m.Signed.Version != 5 || len(m.Signatures) != 2 {
+		t.Fatalf("decoded %d entries, version %d, %d signatures", len(m.Signed.Meta), m.Signed.Version, len(m.Signatures))
+	}
+	if err := root.VerifyDelegate(metadata.SNAPSHOT, m); err != nil {
+		t.Fatalf("go-tuf does not verify a snapshot signed by encodeSnapshot: %v", err)
+	}
+	if len(s.Signatures) != 2 || s.Signatures[0].KeyID != keys[0].ID() {
+		t.Errorf("in-memory snapshot carries signatures %+v", s.Signatures)
+	}
+	bad := bytes.Replace(data, []byte(`"version":5}`), []byte(`"version":6}`), 1)
+	mb, err := (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(bad)
+	if err == nil && root.VerifyDelegate(metadata.SNAPSHOT, mb) == nil {
+		t.Fatal("a tampered snapshot still verifies")
+	}
+	// Fields ODI never writes go through go-tuf, and still verify.
+	s.Signed.UnrecognizedFields = map[string]any{"x-note": "kept"}
+	data, err = encodeSnapshot(s, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data); err != nil || root.VerifyDelegate(metadata.SNAPSHOT, m) != nil {
+		t.Fatalf("snapshot with an unrecognized field: %v", err)
+	}
+}

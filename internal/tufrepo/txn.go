@@ -192,12 +192,9 @@ func (t *txn) finish() (*Commit, error) {
 		for name, b := range t.bins {
 			s.Signed.Meta[name+".json"] = &metadata.MetaFiles{Version: b.state.Version, Length: b.length}
 		}
-		if err := sign(s, keys); err != nil {
-			return nil, err
-		}
-		data, err := s.ToBytes(false)
+		data, err := encodeSnapshot(s, keys)
 		if err != nil {
-			return nil, fmt.Errorf("tufrepo: encode snapshot: %w", err)
+			return nil, err
 		}
 		name := metaFileName(metadata.SNAPSHOT, s.Signed.Version)
 		if err := writeFile(r.dir, name, data, false); err != nil {
@@ -267,6 +264,25 @@ func (t *txn) finish() (*Commit, error) {
 		t.c.Snapshot, t.c.Timestamp = r.snapshot.Signed.Version, r.timestamp.Signed.Version
 	}
 	return &t.c, nil
+}
+
+// encodeSnapshot signs snapshot s with keys and returns its file: directly
+// in canonical form when it holds only what ODI writes, else through
+// go-tuf.
+func encodeSnapshot(s *metadata.Metadata[metadata.SnapshotType], keys []*PrivateKey) ([]byte, error) {
+	if len(s.Signed.UnrecognizedFields) == 0 && len(s.UnrecognizedFields) == 0 && snapshotSafe(s.Signed.Meta) {
+		data, sigs := encodeSigned(keys, encodeSnapshotSigned(s.Signed.Version, s.Signed.Expires, s.Signed.Meta))
+		s.Signatures = sigs
+		return data, nil
+	}
+	if err := sign(s, keys); err != nil {
+		return nil, err
+	}
+	data, err := s.ToBytes(false)
+	if err != nil {
+		return nil, fmt.Errorf("tufrepo: encode snapshot: %w", err)
+	}
+	return data, nil
 }
 
 func (t *txn) signTimestamp(root *metadata.Metadata[metadata.RootType], snapVersion, snapLen int64, snapHash []byte) (*metadata.Metadata[metadata.TimestampType], error) {
