@@ -73,7 +73,9 @@ type Options struct {
 	// bins signed together by a Build are renewed over several timer ticks
 	// instead of invalidating every relay's cached bins at once.
 	MaxRenewBins int
-	// Workers is the signing parallelism (default GOMAXPROCS).
+	// Workers is the signing parallelism (default four per processor:
+	// each bin is written to its file as soon as it is signed, and file
+	// creation waits on the file system more than on the processor).
 	Workers int
 }
 
@@ -123,7 +125,7 @@ func (o Options) withDefaults() Options {
 		o.MaxRenewBins = 256
 	}
 	if o.Workers <= 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
+		o.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	return o
 }
