@@ -86,20 +86,24 @@ func (s *Disk) Put(ctx context.Context, d catalog.Digest, size int64, r io.Reade
 	if n, err := s.Stat(d); err == nil && n == size && Verify(s, d) == nil {
 		return nil
 	}
-	f, err := os.CreateTemp(s.tmp, "put-*")
+	f, err := createTemp(s.tmp, "put-")
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", d, err)
 	}
-	defer os.Remove(f.Name()) // fails harmlessly once renamed
 	got, n, err := s.copy(f, io.LimitReader(ctxReader{ctx, r}, size+1))
 	if err == nil && (n != size || got != d) {
 		err = &MismatchError{Want: d, Got: got, WantSize: size, GotSize: n}
 	}
 	if err != nil {
 		f.Close()
+		os.Remove(f.Name())
 		return fmt.Errorf("store: put %s: %w", d, ClassifyWriteError(err))
 	}
-	return s.commit(f, d, s.durable)
+	if err := s.commit(f, d, s.durable); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
 }
 
 // Import implements Store.
@@ -133,22 +137,26 @@ func (s *Disk) Sync(ds []catalog.Digest) error {
 }
 
 func (s *Disk) importFile(ctx context.Context, r io.Reader, maxSize int64, durable bool) (catalog.Digest, int64, error) {
-	f, err := os.CreateTemp(s.tmp, "import-*")
+	f, err := createTemp(s.tmp, "import-")
 	if err != nil {
 		return catalog.Digest{}, 0, fmt.Errorf("store: import: %w", err)
 	}
-	defer os.Remove(f.Name())
 	d, n, err := s.copy(f, io.LimitReader(ctxReader{ctx, r}, maxSize+1))
 	if err == nil && n > maxSize {
 		err = fmt.Errorf("longer than %d bytes", maxSize)
 	}
 	if err != nil {
 		f.Close()
+		os.Remove(f.Name())
 		return d, n, fmt.Errorf("store: import: %w", err)
 	}
 	// Renaming over a blob already there replaces it with bytes just
 	// verified, repairing it if it was damaged.
-	return d, n, s.commit(f, d, durable)
+	if err := s.commit(f, d, durable); err != nil {
+		os.Remove(f.Name())
+		return d, n, err
+	}
+	return d, n, nil
 }
 
 func (s *Disk) copy(f io.Writer, r io.Reader) (catalog.Digest, int64, error) {
@@ -158,7 +166,9 @@ func (s *Disk) copy(f io.Writer, r io.Reader) (catalog.Digest, int64, error) {
 }
 
 // commit makes the verified temporary file f the blob d, durable on disk
-// before it returns when durable is set.
+// before it returns when durable is set. f is read-only already (blobs are
+// never modified in place: createTemp makes them so, and Adopt chmods).
+// On failure the caller removes f.
 func (s *Disk) commit(f *os.File, d catalog.Digest, durable bool) error {
 	if durable {
 		if err := f.Sync(); err != nil {
@@ -171,15 +181,15 @@ func (s *Disk) commit(f *os.File, d catalog.Digest, durable bool) error {
 	}
 	dst := s.Path(d)
 	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("store: put %s: %w", d, err)
+	err := os.Rename(f.Name(), dst)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The blob's fan-out folder does not exist yet.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("store: put %s: %w", d, err)
+		}
+		err = os.Rename(f.Name(), dst)
 	}
-	// Blobs are never modified in place: make that visible to anyone
-	// looking, and to tools that respect permissions.
-	if err := os.Chmod(f.Name(), 0o444); err != nil {
-		return fmt.Errorf("store: put %s: %w", d, err)
-	}
-	if err := os.Rename(f.Name(), dst); err != nil {
+	if err != nil {
 		return fmt.Errorf("store: put %s: %w", d, err)
 	}
 	if durable {
@@ -247,7 +257,10 @@ func (s *Disk) Adopt(ctx context.Context, d catalog.Digest, size int64, path str
 	if err != nil {
 		return fmt.Errorf("store: adopt %s: %w", d, err)
 	}
-	f, err = os.OpenFile(path, os.O_RDWR, 0)
+	if err := os.Chmod(path, 0o444); err != nil {
+		return fmt.Errorf("store: adopt %s: %w", d, err)
+	}
+	f, err = os.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return fmt.Errorf("store: adopt %s: %w", d, err)
 	}

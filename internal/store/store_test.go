@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/store"
@@ -174,5 +176,61 @@ func TestDiskImportUnsyncedThenSync(t *testing.T) {
 	// Syncing a blob that is not there is an error, not a silent success.
 	if err := b.Sync([]catalog.Digest{catalog.DigestOf([]byte("never stored"))}); err == nil {
 		t.Error("syncing a missing blob succeeded")
+	}
+}
+
+// Blobs are read-only on disk however they arrive, and a refused or failed
+// write leaves no temporary file behind.
+func TestDiskBlobsReadOnlyAndNoTempLeftovers(t *testing.T) {
+	root := t.TempDir()
+	s, err := store.OpenDisk(root, store.DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	put := []byte("put")
+	if err := s.Put(ctx, catalog.DigestOf(put), 3, bytes.NewReader(put)); err != nil {
+		t.Fatal(err)
+	}
+	imported, _, err := s.Import(ctx, bytes.NewReader([]byte("imported")), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(t.TempDir(), "part")
+	os.WriteFile(part, []byte("adopted"), 0o644)
+	adopted := catalog.DigestOf([]byte("adopted"))
+	if err := s.Adopt(ctx, adopted, 7, part); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []catalog.Digest{catalog.DigestOf(put), imported, adopted} {
+		fi, err := os.Stat(s.Path(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o444 {
+			t.Errorf("blob %s has mode %v, want read-only", d, fi.Mode().Perm())
+		}
+	}
+	// Wrong bytes, too many bytes, an interrupted reader.
+	other := catalog.DigestOf([]byte("other"))
+	if err := s.Put(ctx, other, 5, bytes.NewReader([]byte("wrong"))); !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("Put(wrong bytes) = %v", err)
+	}
+	if err := s.Put(ctx, other, 5, bytes.NewReader([]byte("other and more"))); err == nil {
+		t.Fatal("Put of too many bytes succeeded")
+	}
+	if _, _, err := s.Import(ctx, bytes.NewReader(make([]byte, 200)), 100); err == nil {
+		t.Fatal("Import over the size limit succeeded")
+	}
+	failing := errors.New("connection reset")
+	if err := s.Put(ctx, other, 5, io.MultiReader(bytes.NewReader([]byte("ot")), iotest.ErrReader(failing))); !errors.Is(err, failing) {
+		t.Fatalf("Put(failing reader) = %v", err)
+	}
+	left, err := os.ReadDir(filepath.Join(root, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("temporary files left behind: %v", left)
 	}
 }
