@@ -260,3 +260,75 @@ func TestReportOfADroppedBlobFetchedAgainSaysHeld(t *testing.T) {
 		t.Errorf("adds %v after requeue, want a and b", r.adds)
 	}
 }
+
+// Blobs condemned during a sync round keep their files until the round
+// ends, but their bytes still count against the quota: a round that needs
+// the room deletes them before downloading, so the disk never holds more
+// than the quota.
+func TestBlobsCondemnedDuringASyncRoundWaitButKeepTheQuota(t *testing.T) {
+	oldBody := strings.Repeat("o", 100)
+	newBody := strings.Repeat("n", 100)
+	s := newTestRelay(t, map[string]string{"old.bin": oldBody, "keep.bin": "k"})
+	oldD, newD := catalog.DigestOf([]byte(oldBody)), catalog.DigestOf([]byte(newBody))
+	dir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != httpapi.PathBlobs+newD.String() {
+			http.NotFound(w, r)
+			return
+		}
+		if _, err := os.Stat(s.store.Path(oldD)); err == nil {
+			t.Error("downloading while the condemned blob's file still takes its room")
+		}
+		w.Write([]byte(newBody))
+	}))
+	defer dir.Close()
+	s.cfg.Directory = dir.URL
+	s.cfg.Quota = 150
+
+	// The round: old.bin's path now names new bytes; the directory, told,
+	// condemns the old blob while the round runs.
+	s.syncing.Store(true)
+	s.mu.Lock()
+	c := s.cats["demo"]
+	unused, gone := s.putEntryLocked("demo", c, "old.bin", entryRef{digest: newD, size: 100, phash: catalog.PathHash("old.bin")})
+	s.mu.Unlock()
+	if !gone || unused != oldD {
+		t.Fatalf("replacing old.bin left %v unused (%v), want the old blob", unused, gone)
+	}
+	s.deleteCondemned([]catalog.Digest{oldD})
+	if _, err := os.Stat(s.store.Path(oldD)); err != nil {
+		t.Fatalf("condemned blob deleted during the round: %v", err)
+	}
+	if err := s.fetchMissing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	_, held := s.blobs[newD]
+	problem := s.problems["quota"]
+	s.mu.RUnlock()
+	if !held || problem != "" {
+		t.Fatalf("new blob held = %v, quota problem %q", held, problem)
+	}
+
+	// Without the need for room, the files wait for the end of the round.
+	s.mu.Lock()
+	kd := catalog.DigestOf([]byte("k"))
+	s.removeEntryLocked("demo", c, "keep.bin")
+	s.mu.Unlock()
+	s.deleteCondemned([]catalog.Digest{kd})
+	if _, err := os.Stat(s.store.Path(kd)); err != nil {
+		t.Fatalf("condemned blob deleted during the round: %v", err)
+	}
+	s.syncing.Store(false)
+	s.deleteLater(context.Background())
+	if _, err := os.Stat(s.store.Path(kd)); !os.IsNotExist(err) {
+		t.Errorf("condemned blob still on disk after the round: %v", err)
+	}
+	// Outside a round, at once.
+	s.mu.Lock()
+	s.removeEntryLocked("demo", c, "old.bin")
+	s.mu.Unlock()
+	s.deleteCondemned([]catalog.Digest{newD})
+	if _, err := os.Stat(s.store.Path(newD)); !os.IsNotExist(err) {
+		t.Errorf("condemned blob outside a round still on disk: %v", err)
+	}
+}

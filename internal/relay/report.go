@@ -225,25 +225,54 @@ func (s *Server) sendChanges(ctx context.Context, session string, adds, removes 
 }
 
 // deleteCondemned deletes blobs the directory now knows are gone, unless a
-// path started using them again meanwhile.
+// path started using them again meanwhile. During a sync round the files
+// are deleted when the round ends (see laterDeletes).
 func (s *Server) deleteCondemned(ds []catalog.Digest) {
 	var gone, reheld []catalog.Digest
 	s.mu.Lock()
 	for _, d := range ds {
-		_, held := s.blobs[d]
+		b, held := s.blobs[d]
 		switch {
 		case held && s.refs[d] > 0:
 			reheld = append(reheld, d)
 		case held:
 			s.forgetBlobLocked(d)
 			gone = append(gone, d)
+			if s.syncing.Load() {
+				s.later.ds = append(s.later.ds, d)
+				s.later.bytes += b.size
+			}
 		}
 	}
+	deferred := s.syncing.Load()
 	s.mu.Unlock()
 	if len(reheld) > 0 {
 		s.rep.add(reheld)
 	}
-	s.deleteBlobs(context.Background(), gone, "unused")
+	if !deferred {
+		s.deleteBlobs(context.Background(), gone, "unused")
+	}
+}
+
+// laterDeletes are blobs no longer held whose files wait for the end of
+// the sync round: deleting hundreds of files while the round writes
+// hundreds more makes both wait on the file system, and the relay serves
+// the new version later. fetchMissing counts their bytes against the
+// quota, and deletes them first when it needs the room.
+type laterDeletes struct {
+	ds    []catalog.Digest
+	bytes int64
+}
+
+// deleteLater deletes the files of blobs condemned during a sync round.
+func (s *Server) deleteLater(ctx context.Context) {
+	s.mu.Lock()
+	ds := s.later.ds
+	s.later = laterDeletes{}
+	s.mu.Unlock()
+	if len(ds) > 0 {
+		s.deleteBlobs(ctx, ds, "unused")
+	}
 }
 
 // deleteBlobs deletes blobs the relay no longer counts as held (already

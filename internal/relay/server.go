@@ -84,6 +84,10 @@ type Server struct {
 	// drained is the relay operator's drain (persisted); dirDrained the
 	// directory's, as its last command said. Both guarded by mu.
 	drained, dirDrained bool
+	// syncing is set while a sync round runs; unused blobs condemned
+	// meanwhile wait in later (guarded by mu) until it ends.
+	syncing atomic.Bool
+	later   laterDeletes
 
 	verifier *auth.Verifier // checks the directory's commands
 

@@ -228,6 +228,11 @@ func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
 		s.state = httpapi.StateSyncing
 		s.mu.Unlock()
 	}
+	s.syncing.Store(true)
+	defer func() {
+		s.syncing.Store(false)
+		s.deleteLater(context.WithoutCancel(ctx))
+	}()
 	var errs []error
 	t0 := s.now()
 	for _, a := range want {
@@ -530,8 +535,14 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 		s.log.Warn("cannot evict cached blobs", "err", err)
 	}
 	s.mu.RLock()
-	budget = int64(s.cfg.Quota) - s.used
+	budget = int64(s.cfg.Quota) - s.used - s.later.bytes
+	pending := s.later.bytes
 	s.mu.RUnlock()
+	if need > budget && pending > 0 {
+		// The files of blobs condemned this round still take the room.
+		s.deleteLater(ctx)
+		budget += pending
+	}
 	// Smallest first: within a quota, more artifacts served beats fewer.
 	sort.Slice(list, func(i, j int) bool { return list[i].size < list[j].size })
 	skipped := 0
