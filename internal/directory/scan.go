@@ -448,7 +448,9 @@ func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
 			continue
 		}
 		used[d] = true // each once
-		if err := s.store.Delete(d); err != nil && !errors.Is(err, store.ErrNotFound) {
+		err := s.store.Delete(d)
+		store.Yield()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.Warn("cannot delete unused blob", "digest", d, "err", err)
 			continue
 		}

@@ -277,13 +277,15 @@ func (s *Server) deleteLater(ctx context.Context) {
 
 // deleteBlobs deletes blobs the relay no longer counts as held (already
 // forgotten in memory) from the disk, then from the database. why says
-// which blobs in messages. One at a time: deletions side by side would
-// keep the processors in system calls, and answers to clients waiting.
+// which blobs in messages. One at a time, yielding after each: deletions
+// side by side, or back to back, keep a processor in system calls, and
+// clients, timers and the network wait (see store.Yield).
 func (s *Server) deleteBlobs(ctx context.Context, ds []catalog.Digest, why string) error {
 	for _, d := range ds {
 		if err := s.store.Delete(d); err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.Warn("cannot delete "+why+" blob", "digest", d, "err", err)
 		}
+		store.Yield()
 	}
 	if err := s.db.deleteBlobs(ctx, ds); err != nil {
 		s.log.Warn("cannot forget "+why+" blobs", "blobs", len(ds), "err", err)
