@@ -27,25 +27,29 @@ const peerTries = 2
 // fetch downloads blob d of catalog name, verifying it: from up to
 // peerTries peers that carry the catalog, then from the directory.
 func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name string, batch *blobBatch) error {
-	if s.takeAhead(d) {
-		// Fetched ahead (prefetch.go), and checked then; checked again, as
-		// anything held that was out of sight for a while.
-		if err := store.Verify(s.store, d); err == nil {
-			if fi, err := os.Stat(s.store.Path(d)); err == nil && fi.Size() == size {
-				batch.add(ctx, d, store.StampOf(fi))
-				return nil
-			}
-		}
+	s.mu.RLock()
+	peers := append([]httpapi.Peer(nil), s.peers[name]...)
+	s.mu.RUnlock()
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	var sources []string
+	for _, p := range peers[:min(len(peers), peerTries)] {
+		sources = append(sources, p.URL+httpapi.RelayBlobs+d.String())
 	}
+	sources = append(sources, s.cfg.Directory+httpapi.PathBlobs+d.String())
 	var errs []error
-	for _, src := range s.sources(d, name) {
+	for i, src := range sources {
 		err := s.fetchFrom(ctx, src, d, size)
 		if err == nil {
+			if i < len(sources)-1 {
+				s.metrics.fetchedFromPeers.Inc()
+			}
 			fi, err := os.Stat(s.store.Path(d))
 			if err != nil {
 				return fmt.Errorf("relay: fetch %s: %w", d, err)
 			}
-			s.countFetched(size, src)
+			s.metrics.fetched.Inc()
+			s.metrics.fetchedBytes.Add(float64(size))
+			s.bytesFetched.Add(size)
 			batch.add(ctx, d, store.StampOf(fi))
 			return nil
 		}
@@ -62,30 +66,6 @@ func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name s
 		}
 	}
 	return fmt.Errorf("relay: fetch %s: %w", d, errors.Join(errs...))
-}
-
-// sources lists where to fetch blob d of catalog name from: up to
-// peerTries peers holding it, in random order, then the directory.
-func (s *Server) sources(d catalog.Digest, name string) []string {
-	s.mu.RLock()
-	peers := append([]httpapi.Peer(nil), s.peers[name]...)
-	s.mu.RUnlock()
-	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	var sources []string
-	for _, p := range peers[:min(len(peers), peerTries)] {
-		sources = append(sources, p.URL+httpapi.RelayBlobs+d.String())
-	}
-	return append(sources, s.cfg.Directory+httpapi.PathBlobs+d.String())
-}
-
-// countFetched records a download of size bytes from src.
-func (s *Server) countFetched(size int64, src string) {
-	if !strings.HasPrefix(src, s.cfg.Directory+httpapi.PathBlobs) {
-		s.metrics.fetchedFromPeers.Inc()
-	}
-	s.metrics.fetched.Inc()
-	s.metrics.fetchedBytes.Add(float64(size))
-	s.bytesFetched.Add(size)
 }
 
 // fetchFrom downloads blob d from one source into the store.

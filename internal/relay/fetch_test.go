@@ -16,7 +16,6 @@ import (
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
-	"github.com/opendistribution/odi/internal/placement"
 	"github.com/opendistribution/odi/internal/store"
 )
 
@@ -331,73 +330,5 @@ func TestBlobsCondemnedDuringASyncRoundWaitButKeepTheQuota(t *testing.T) {
 	s.deleteCondemned([]catalog.Digest{newD})
 	if _, err := os.Stat(s.store.Path(newD)); !os.IsNotExist(err) {
 		t.Errorf("condemned blob outside a round still on disk: %v", err)
-	}
-}
-
-// Blobs a change log names are fetched while the relay checks the signed
-// metadata, but held only once a vouched-for path uses them; the rest are
-// deleted when the round ends, and nothing is fetched ahead past the quota.
-func TestBlobsFetchedAheadAreHeldOnlyOnceVouchedFor(t *testing.T) {
-	s := newTestRelay(t, map[string]string{"held.bin": "held"})
-	bodies := map[catalog.Digest]string{}
-	var asked sync.Map // digest → requests
-	for _, b := range []string{"taken", "refused"} {
-		bodies[catalog.DigestOf([]byte(b))] = b
-	}
-	dir := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := catalog.ParseDigest(strings.TrimPrefix(r.URL.Path, httpapi.PathBlobs))
-		if err != nil || bodies[d] == "" {
-			http.NotFound(w, r)
-			return
-		}
-		n, _ := asked.LoadOrStore(d, new(atomic.Int32))
-		n.(*atomic.Int32).Add(1)
-		w.Write([]byte(bodies[d]))
-	}))
-	defer dir.Close()
-	s.cfg.Directory = dir.URL
-	taken, refused := catalog.DigestOf([]byte("taken")), catalog.DigestOf([]byte("refused"))
-	all := share{Holds: placement.Ranges{Bits: 0, Runs: []placement.Range{{Start: 0, End: 1}}}}
-	changes := []catalog.Change{
-		{Path: "taken.bin", Size: 5, Digest: taken, Version: 2},
-		{Path: "refused.bin", Size: 7, Digest: refused, Version: 2},
-		{Path: "gone.bin", Deleted: true, Version: 2},
-	}
-
-	// Too little room: nothing is fetched ahead.
-	s.cfg.Quota = 4 + 5
-	s.fetchAhead(context.Background(), "demo", changes, all)()
-	if _, err := s.store.Stat(taken); err == nil {
-		t.Fatal("fetched ahead past the quota")
-	}
-
-	s.syncing.Store(true)
-	s.cfg.Quota = 1 << 20
-	s.fetchAhead(context.Background(), "demo", changes, all)()
-	for _, d := range []catalog.Digest{taken, refused} {
-		if _, err := s.store.Stat(d); err != nil {
-			t.Fatalf("blob %s not fetched ahead: %v", bodies[d], err)
-		}
-	}
-	if resp := get(t, s.Handler(), "/demo/taken.bin"); resp.StatusCode == http.StatusOK {
-		t.Fatal("a blob fetched ahead was served before the metadata vouched for it")
-	}
-	// The check vouches for taken.bin only.
-	s.mu.Lock()
-	s.putEntryLocked("demo", s.cats["demo"], "taken.bin", entryRef{digest: taken, size: 5, phash: catalog.PathHash("taken.bin")})
-	s.mu.Unlock()
-	if err := s.fetchMissing(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	s.syncing.Store(false)
-	s.dropAhead()
-	if resp := get(t, s.Handler(), "/demo/taken.bin"); resp.StatusCode != http.StatusOK || readAll(t, resp) != "taken" {
-		t.Fatalf("taken.bin = %d after the round", resp.StatusCode)
-	}
-	if n, _ := asked.Load(taken); n.(*atomic.Int32).Load() != 1 {
-		t.Errorf("taken.bin downloaded %d times, want once", n.(*atomic.Int32).Load())
-	}
-	if _, err := s.store.Stat(refused); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("blob no vouched-for path uses is still in the store: %v", err)
 	}
 }

@@ -88,8 +88,6 @@ type Server struct {
 	// meanwhile wait in later (guarded by mu) until it ends.
 	syncing atomic.Bool
 	later   laterDeletes
-	// ahead holds blobs fetched while the round checks the metadata.
-	ahead prefetched
 
 	verifier *auth.Verifier // checks the directory's commands
 

@@ -231,7 +231,6 @@ func (s *Server) syncAll(ctx context.Context, want []httpapi.Assignment) error {
 	s.syncing.Store(true)
 	defer func() {
 		s.syncing.Store(false)
-		s.dropAhead()
 		s.deleteLater(context.WithoutCancel(ctx))
 	}()
 	var errs []error
@@ -321,10 +320,7 @@ func (s *Server) syncCatalog(ctx context.Context, name string, have uint64, sh s
 			changes[i] = catalog.Change{Path: changes[i].Path, Deleted: true, Version: changes[i].Version}
 		}
 	}
-	wait := s.fetchAhead(ctx, name, changes, sh)
-	err = s.verifyAndApply(ctx, name, changes, to, true)
-	wait()
-	if err != nil {
+	if err := s.verifyAndApply(ctx, name, changes, to, true); err != nil {
 		return err
 	}
 	s.log.Info("catalog synced", "catalog", name, "from", have, "to", to, "changes", len(changes),
@@ -542,8 +538,6 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 	budget = int64(s.cfg.Quota) - s.used - s.later.bytes
 	pending := s.later.bytes
 	s.mu.RUnlock()
-	// Blobs fetched ahead are in list like any missing blob: their files
-	// take the room budget keeps for them.
 	if need > budget && pending > 0 {
 		// The files of blobs condemned this round still take the room.
 		s.deleteLater(ctx)
