@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -113,11 +114,13 @@ func verifyFastBin(data []byte, name string, version int64, sr *metadata.Succinc
 		if !named || valid[id] || !contains(sr.KeyIDs, id) {
 			continue
 		}
-		pk, err := publicKeyFromTUF(k)
+		// Like go-tuf, the key is the one the delegation names under
+		// this ID; its ID is not computed again.
+		pk, err := ed25519FromTUF(k)
 		if err != nil {
 			continue
 		}
-		if ed25519.Verify(pk.Ed25519(), signed, s.sig) {
+		if ed25519.Verify(pk, signed, s.sig) {
 			valid[id] = true
 		}
 	}
@@ -128,8 +131,12 @@ func verifyFastBin(data []byte, name string, version int64, sr *metadata.Succinc
 	if now.After(b.expires) {
 		return nil, fmt.Errorf("%w: %s expired at %s", ErrExpired, name, b.expires.Format(time.RFC3339))
 	}
+	idx, ok := succinctIndex(sr, name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a bin of the delegation", ErrVerification, name)
+	}
 	for path := range b.targets {
-		if sr.GetRolesForTarget(path)[0].Name != name {
+		if binIndex(path, sr.BitLength) != idx {
 			return nil, fmt.Errorf("%w: %s lists %q, which belongs to another bin", ErrVerification, name, path)
 		}
 		if err := catalog.ValidatePath(path); err != nil {
@@ -137,6 +144,30 @@ func verifyFastBin(data []byte, name string, version int64, sr *metadata.Succinc
 		}
 	}
 	return b, nil
+}
+
+// succinctIndex returns the number of bin name under sr, as go-tuf's
+// SuccinctRoles names bins: the prefix, '-', then the number in lowercase
+// hexadecimal zero-padded to the width of the last one.
+func succinctIndex(sr *metadata.SuccinctRoles, name string) (uint32, bool) {
+	if sr.BitLength < 1 || sr.BitLength > 32 {
+		return 0, false
+	}
+	suffix, ok := strings.CutPrefix(name, sr.NamePrefix+"-")
+	last := uint64(1)<<sr.BitLength - 1
+	if !ok || len(suffix) != len(strconv.FormatUint(last, 16)) {
+		return 0, false
+	}
+	for _, c := range suffix {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(suffix, 16, 32)
+	if err != nil || n > last {
+		return 0, false
+	}
+	return uint32(n), true
 }
 
 func contains(list []string, s string) bool {

@@ -166,3 +166,28 @@ func toTUF(fb *fastBin) map[string]*metadata.TargetFiles {
 	}
 	return out
 }
+
+// The fast path computes bin membership itself; it must agree with go-tuf
+// on every bit length, and refuse names go-tuf would never produce.
+func TestSuccinctIndexAgreesWithGoTUF(t *testing.T) {
+	for _, bits := range []int{1, 4, 5, 8, 12, 13, 16, 20} {
+		sr := &metadata.SuccinctRoles{BitLength: bits, NamePrefix: "bin"}
+		for i := range 500 {
+			p := fmt.Sprintf("pool/main/p/pkg%d/pkg%d_1.%d_amd64.deb", i, i, i%7)
+			name := sr.GetRolesForTarget(p)[0].Name
+			idx, ok := succinctIndex(sr, name)
+			if !ok || idx != binIndex(p, bits) {
+				t.Fatalf("bits=%d %s: succinctIndex(%q) = %d, %v; binIndex = %d", bits, p, name, idx, ok, binIndex(p, bits))
+			}
+		}
+	}
+	sr := &metadata.SuccinctRoles{BitLength: 12, NamePrefix: "bin"}
+	for _, name := range []string{"bin-0a", "bin-00a0", "bin-0A0", "bins-0a0", "bin0a0", "bin-0g0", "bin-+a0", "other-0a0", ""} {
+		if idx, ok := succinctIndex(sr, name); ok {
+			t.Errorf("succinctIndex(%q) = %d, want refused", name, idx)
+		}
+	}
+	if _, ok := succinctIndex(&metadata.SuccinctRoles{BitLength: 4, NamePrefix: "bin"}, "bin-f"); !ok {
+		t.Error("last bin of 16 refused")
+	}
+}

@@ -155,17 +155,30 @@ func (k *PublicKey) UnmarshalJSON(b []byte) error {
 // right length. go-tuf itself panics deep in ed25519.Verify on a short key,
 // so every key we take from metadata passes through here first.
 func publicKeyFromTUF(k *metadata.Key) (PublicKey, error) {
+	raw, err := ed25519FromTUF(k)
+	if err != nil {
+		return PublicKey{}, err
+	}
+	return NewPublicKey(raw)
+}
+
+// ed25519FromTUF returns the ed25519 key of a TUF key object, without
+// computing its key ID.
+func ed25519FromTUF(k *metadata.Key) (ed25519.PublicKey, error) {
 	if k == nil {
-		return PublicKey{}, fmt.Errorf("%w: missing", ErrBadKey)
+		return nil, fmt.Errorf("%w: missing", ErrBadKey)
 	}
 	if k.Type != metadata.KeyTypeEd25519 || k.Scheme != metadata.KeySchemeEd25519 {
-		return PublicKey{}, fmt.Errorf("%w: type %q scheme %q, want ed25519", ErrBadKey, k.Type, k.Scheme)
+		return nil, fmt.Errorf("%w: type %q scheme %q, want ed25519", ErrBadKey, k.Type, k.Scheme)
 	}
 	raw, err := hex.DecodeString(k.Value.PublicKey)
 	if err != nil {
-		return PublicKey{}, fmt.Errorf("%w: public key is not hex", ErrBadKey)
+		return nil, fmt.Errorf("%w: public key is not hex", ErrBadKey)
 	}
-	return NewPublicKey(raw)
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: public key is %d bytes, want %d", ErrBadKey, len(raw), ed25519.PublicKeySize)
+	}
+	return raw, nil
 }
 
 // Signer returns k as a sigstore signer, for tools and tests that build
