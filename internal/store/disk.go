@@ -86,7 +86,7 @@ func (s *Disk) Put(ctx context.Context, d catalog.Digest, size int64, r io.Reade
 	if n, err := s.Stat(d); err == nil && n == size && Verify(s, d) == nil {
 		return nil
 	}
-	f, err := createTemp(s.tmp, "put-")
+	f, err := fsync.CreateTemp(s.tmp, "put-", 0o444)
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", d, err)
 	}
@@ -137,7 +137,7 @@ func (s *Disk) Sync(ds []catalog.Digest) error {
 }
 
 func (s *Disk) importFile(ctx context.Context, r io.Reader, maxSize int64, durable bool) (catalog.Digest, int64, error) {
-	f, err := createTemp(s.tmp, "import-")
+	f, err := fsync.CreateTemp(s.tmp, "import-", 0o444)
 	if err != nil {
 		return catalog.Digest{}, 0, fmt.Errorf("store: import: %w", err)
 	}
@@ -167,7 +167,7 @@ func (s *Disk) copy(f io.Writer, r io.Reader) (catalog.Digest, int64, error) {
 
 // commit makes the verified temporary file f the blob d, durable on disk
 // before it returns when durable is set. f is read-only already (blobs are
-// never modified in place: createTemp makes them so, and Adopt chmods).
+// never modified in place: Put and Import create them so, Adopt chmods).
 // On failure the caller removes f.
 func (s *Disk) commit(f *os.File, d catalog.Digest, durable bool) error {
 	if durable {

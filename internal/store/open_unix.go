@@ -4,10 +4,7 @@ package store
 
 import (
 	"io/fs"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 )
 
@@ -27,24 +24,4 @@ func openRead(path string) (*os.File, error) {
 		}
 		return os.NewFile(uintptr(fd), path), nil
 	}
-}
-
-// createTemp creates a new file in dir for writing a blob into, named
-// prefix and a random number, read-only from the start (the descriptor
-// returned can still write): that saves a chmod before the file is
-// renamed into place, and, like openRead, the poller's system calls.
-func createTemp(dir, prefix string) (*os.File, error) {
-	for range 100 {
-		path := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
-		fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o444)
-		switch err {
-		case nil:
-			return os.NewFile(uintptr(fd), path), nil
-		case syscall.EEXIST, syscall.EINTR:
-			continue
-		default:
-			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-	}
-	return nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, prefix+"*"), Err: fs.ErrExist}
 }

@@ -25,15 +25,12 @@ func writeAtomic(dir, name string, data []byte) error {
 // writeFile is writeAtomic, with the fsync left to the caller (syncFiles)
 // when durable is false.
 func writeFile(dir, name string, data []byte, durable bool) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
+	f, err := fsync.CreateTemp(dir, tmpPrefix+name+"-", 0o644)
 	if err != nil {
 		return fmt.Errorf("tufrepo: write %s: %w", name, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
 	if err == nil && durable {
 		err = f.Sync()
 	}
