@@ -399,8 +399,10 @@ func (q *unusedQueue) add(ds []catalog.Digest) {
 }
 
 // reapLoop deletes queued unused blobs reapDelay after a publish queues
-// some, and whatever is queued when ctx ends.
+// some, and whatever is queued when ctx ends. Once, reapDelay after the
+// start, it sweeps the store for blobs no catalog uses (sweepOrphans).
 func (s *Server) reapLoop(ctx context.Context) {
+	sweep := time.After(s.reapDelay)
 	for {
 		select {
 		case <-ctx.Done():
@@ -408,6 +410,9 @@ func (s *Server) reapLoop(ctx context.Context) {
 			s.reapUnused(stop)
 			cancel()
 			return
+		case <-sweep:
+			s.sweepOrphans(ctx)
+			continue
 		case <-s.unused.kick:
 		}
 		select {
@@ -431,16 +436,46 @@ func (s *Server) reapUnused(ctx context.Context) {
 	s.dropUnused(ctx, ds)
 }
 
-// dropUnused deletes those of ds no catalog refers to any more, checking
-// them in one query. Called with publishMu held.
-func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
-	if len(ds) == 0 {
+// sweepOrphans deletes the blobs in the store that no catalog uses: those
+// a stop kept the reaper from deleting, and files a scan copied in but
+// left out of the catalog (an expunged artifact found again). It lists
+// the store without holding anything, then checks and deletes a few
+// hundred at a time with publishMu held, so a publish can run between.
+func (s *Server) sweepOrphans(ctx context.Context) {
+	var ds []catalog.Digest
+	if err := s.store.Walk(func(d catalog.Digest, _ int64) error {
+		ds = append(ds, d)
+		return ctx.Err()
+	}); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot list the blob store for unused blobs", "err", err)
+		}
 		return
+	}
+	deleted := 0
+	for len(ds) > 0 && ctx.Err() == nil {
+		chunk := ds[:min(len(ds), referencedChunk)]
+		ds = ds[len(chunk):]
+		s.publishMu.Lock()
+		deleted += s.dropUnused(ctx, chunk)
+		s.publishMu.Unlock()
+	}
+	if deleted > 0 {
+		s.log.Info("deleted blobs no catalog uses", "blobs", deleted)
+	}
+}
+
+// dropUnused deletes those of ds no catalog refers to any more, checking
+// them in one query, and returns how many it deleted. Called with
+// publishMu held.
+func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) int {
+	if len(ds) == 0 {
+		return 0
 	}
 	used, err := s.db.stillReferenced(ctx, ds)
 	if err != nil {
 		s.log.Warn("cannot check blob references; unused blobs stay on disk", "blobs", len(ds), "err", err)
-		return
+		return 0
 	}
 	deleted := 0
 	for _, d := range ds {
@@ -457,6 +492,7 @@ func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) {
 		deleted++
 	}
 	s.log.Debug("unused blobs deleted", "checked", len(ds), "deleted", deleted)
+	return deleted
 }
 
 // sizeShards gives catalog name its shard count, recording a change.

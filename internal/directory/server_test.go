@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -482,6 +483,12 @@ func TestBlobsNoArtifactUsesAreDeletedOthersKept(t *testing.T) {
 func TestRunDeletesUnusedBlobsAfterThePublish(t *testing.T) {
 	f := newFixture(t, map[string]string{"a.txt": "first"})
 	f.srv.reapDelay = 10 * time.Millisecond
+	// A blob no catalog uses, as a stop within reapDelay of a publish
+	// leaves behind: the sweep after the start deletes it.
+	stray := []byte("left by a crash")
+	if err := f.srv.store.Put(context.Background(), catalog.DigestOf(stray), int64(len(stray)), bytes.NewReader(stray)); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Run(ctx) }()
@@ -513,6 +520,15 @@ func TestRunDeletesUnusedBlobsAfterThePublish(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the blob a.txt no longer uses is still in the store")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for {
+		if _, err := f.srv.store.Stat(catalog.DigestOf(stray)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blob no catalog uses was not swept")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
