@@ -230,6 +230,7 @@ func (s *Server) sendChanges(ctx context.Context, session string, adds, removes 
 func (s *Server) deleteCondemned(ds []catalog.Digest) {
 	var gone, reheld []catalog.Digest
 	s.mu.Lock()
+	deferred := s.syncing.Load()
 	for _, d := range ds {
 		b, held := s.blobs[d]
 		switch {
@@ -238,13 +239,12 @@ func (s *Server) deleteCondemned(ds []catalog.Digest) {
 		case held:
 			s.forgetBlobLocked(d)
 			gone = append(gone, d)
-			if s.syncing.Load() {
+			if deferred {
 				s.later.ds = append(s.later.ds, d)
 				s.later.bytes += b.size
 			}
 		}
 	}
-	deferred := s.syncing.Load()
 	s.mu.Unlock()
 	if len(reheld) > 0 {
 		s.rep.add(reheld)
