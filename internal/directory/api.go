@@ -3,6 +3,7 @@ package directory
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"sort"
@@ -25,8 +26,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+httpapi.PathCatalogs, h(s.handleCatalogs))
 	mux.Handle("GET "+httpapi.PathStatus, h(s.handleStatus))
 	mux.Handle("GET "+httpapi.PathBlobs+"{digest}", h(s.handleBlob))
+	mux.Handle("POST "+httpapi.PathBlobs+"{$}", h(s.handleBlobBundle))
 	mux.Handle("GET /c/{catalog}/changes", h(s.handleChanges))
 	mux.Handle("GET /c/{catalog}/tuf/{file}", h(s.handleMetadata))
+	mux.Handle("POST /c/{catalog}/tuf/{$}", h(s.handleMetadataBundle))
 	mux.Handle("POST "+httpapi.PathExpunge, h(s.adminOnly(s.handleExpunge)))
 	mux.Handle("GET "+httpapi.PathExpunges, h(s.adminOnly(s.handleExpunges)))
 	mux.Handle("POST /api/v1/admin/catalogs/{catalog}/rescan", h(s.adminOnly(s.handleRescan)))
@@ -128,6 +131,36 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	cw := httpapi.CountingWriter{ResponseWriter: w}
 	http.ServeContent(&cw, r, "", fi.ModTime(), f)
 	s.metrics.bytesServed.Add(float64(cw.N))
+	return nil
+}
+
+// handleBlobBundle answers POST /api/v1/blobs/ (a bundle request, see
+// httpapi.FetchBundle) with those of the named catalog blobs (hex
+// digests) the directory has, each checked as for a single download.
+func (s *Server) handleBlobBundle(w http.ResponseWriter, r *http.Request) error {
+	names, err := httpapi.ReadBundleRequest(w, r)
+	if err != nil {
+		return err
+	}
+	var sent int64
+	httpapi.WriteBundle(w, names, func(name string) (io.ReadCloser, int64, bool) {
+		d, err := catalog.ParseDigest(name)
+		if err != nil || !s.ix.known(d) {
+			return nil, 0, false
+		}
+		f, err := s.openBlob(d)
+		if err != nil {
+			return nil, 0, false
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, false
+		}
+		sent += fi.Size()
+		return f, fi.Size(), true
+	})
+	s.metrics.bytesServed.Add(float64(sent))
 	return nil
 }
 

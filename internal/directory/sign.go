@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -180,6 +181,38 @@ func (s *Server) renewSignatures(prune bool) {
 			}
 		}
 	}
+}
+
+// handleMetadataBundle answers POST /c/<catalog>/tuf/ (a bundle request,
+// see httpapi.FetchBundle) with the named metadata files the catalog has:
+// a relay catching up loads the few hundred bins an update touched in a
+// few requests.
+func (s *Server) handleMetadataBundle(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("catalog")
+	if catalog.ValidateName(name) != nil || s.ix.catalog(name) == nil {
+		return httpapi.Errorf(http.StatusNotFound, "no catalog %q on this directory", name)
+	}
+	files, err := httpapi.ReadBundleRequest(w, r)
+	if err != nil {
+		return err
+	}
+	dir := s.repoDir(name)
+	httpapi.WriteBundle(w, files, func(file string) (io.ReadCloser, int64, bool) {
+		if !tufrepo.IsMetadataName(file) {
+			return nil, 0, false
+		}
+		f, err := os.Open(filepath.Join(dir, file))
+		if err != nil {
+			return nil, 0, false
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, false
+		}
+		return f, fi.Size(), true
+	})
+	return nil
 }
 
 // handleMetadata serves /c/<catalog>/tuf/<file>: the static TUF files.

@@ -1,11 +1,16 @@
 package directory
 
 import (
+	"context"
 	"encoding/xml"
+	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
 
@@ -93,4 +98,57 @@ func TestConsistentSnapshotNames(t *testing.T) {
 	if resp := f.get("/r/demo/" + wrong); resp.StatusCode != 404 {
 		t.Errorf("consistent-snapshot name with another digest = %d, want 404", resp.StatusCode)
 	}
+}
+
+// Bundles carry only what a single request would: catalog metadata files
+// and catalog blobs, nothing else in the folders.
+func TestBundlesCarryOnlyCatalogFiles(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	f.publish()
+	hc := f.http.Client()
+	fetch := func(u string, names ...string) (map[string]string, error) {
+		got := map[string]string{}
+		err := httpapi.FetchBundle(context.Background(), hc, u, names, 1<<20, func(name string, size int64, r io.Reader) error {
+			b, err := io.ReadAll(r)
+			got[name] = string(b)
+			return err
+		})
+		return got, err
+	}
+	got, err := fetch(f.http.URL+"/c/demo/tuf/", "1.root.json", "timestamp.json", "state.json", "../state.db", "9.root.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !strings.Contains(got["1.root.json"], `"signed"`) || !strings.Contains(got["timestamp.json"], `"timestamp"`) {
+		t.Fatalf("metadata bundle carried %v", keys(got))
+	}
+	alpha := catalog.DigestOf([]byte("alpha")).String()
+	got, err = fetch(f.http.URL+httpapi.PathBlobs, alpha, catalog.DigestOf([]byte("beta")).String(), "nothex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[alpha] != "alpha" {
+		t.Fatalf("blob bundle carried %v", keys(got))
+	}
+	if _, err := fetch(f.http.URL+"/c/nope/tuf/", "1.root.json"); !errors.Is(err, httpapi.ErrNoBundles) {
+		t.Errorf("bundle from an unknown catalog = %v, want not found", err)
+	}
+	for _, body := range []string{`{"names":[]}`, `not json`} {
+		resp, err := hc.Post(f.http.URL+httpapi.PathBlobs, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("bundle request %q = %d, want 400", body, resp.StatusCode)
+		}
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

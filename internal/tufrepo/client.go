@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
@@ -74,6 +75,9 @@ type Client struct {
 	// fast holds bins verified by the fast path (fastbins.go); guarded by
 	// mu. Entries are checked against the snapshot's version at each use.
 	fast map[string]*fastBin
+	// noBundles is set once the repository did not answer a bundle
+	// request.
+	noBundles atomic.Bool
 }
 
 // TargetInfo is what the signed metadata says about one artifact.

@@ -1,14 +1,19 @@
 package tufrepo_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/opendistribution/odi/internal/tufrepo"
 	"github.com/opendistribution/odi/internal/tufrepo/tuftest"
@@ -148,5 +153,67 @@ func TestClientRejectsBadConfig(t *testing.T) {
 		if _, err := tufrepo.NewClient(cfg); err == nil {
 			t.Errorf("%s: NewClient succeeded", name)
 		}
+	}
+}
+
+// Prefetch loads the bins an update touched by the bundle, verifying each
+// as it would alone: a tampered bin in a bundle is refused, the others are
+// used, and a server without bundles is asked one bin at a time.
+func TestPrefetchLoadsBinsByTheBundle(t *testing.T) {
+	for _, noBundles := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noBundles=%v", noBundles), func(t *testing.T) {
+			repo := tuftest.New(t, tuftest.Options{Artifacts: 2000, OnlineOnly: true})
+			s := tuftest.ServeRepo(t, repo)
+			s.NoBundles = noBundles
+			c := newClient(t, s, repo.TrustedRoot(t))
+			ctx := context.Background()
+			var paths []string
+			for i := range 100 {
+				paths = append(paths, tuftest.ArtifactPath(i))
+			}
+			repo.Put(t, repo.Now.Add(time.Minute), paths...)
+			if err := c.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// One touched bin is tampered with on the wire.
+			st, _ := c.State()
+			bits := 0
+			for n := st.Bins; n > 1; n >>= 1 {
+				bits++
+			}
+			bad := tufrepo.BinFor(paths[0], bits)
+			snap := parse[metadata.SnapshotType](t, readFile(t, repo.Dir, fmt.Sprintf("%d.snapshot.json", st.Snapshot)))
+			badFile := fmt.Sprintf("%d.%s.json", snap.Signed.Meta[bad+".json"].Version, bad)
+			s.Set(badFile, bytes.Replace(readFile(t, repo.Dir, badFile), []byte(`"length":`), []byte(`"length":1`), 1))
+			s.Requests()
+			if err := c.Prefetch(ctx, paths); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Bundles(); (got > 0) == noBundles {
+				t.Fatalf("%d bundle requests with bundles refused = %v", got, noBundles)
+			}
+			singles := 0
+			for _, name := range s.Requests() {
+				if !strings.HasPrefix(name, "bundle:") && strings.Contains(name, ".bin-") && name != badFile {
+					singles++
+				}
+			}
+			if !noBundles && singles > 0 {
+				// Bins come in bundles; only the refused one is asked alone.
+				t.Errorf("%d good bins fetched one by one beside the bundles", singles)
+			}
+			for _, p := range paths {
+				info, err := c.Target(ctx, p)
+				if tufrepo.BinFor(p, bits) == bad {
+					if !errors.Is(err, tufrepo.ErrVerification) {
+						t.Fatalf("%s in the tampered bin: %+v, %v", p, info, err)
+					}
+					continue
+				}
+				if err != nil || info.Digest != tuftest.Artifact(p).Digest {
+					t.Fatalf("%s: %+v, %v", p, info, err)
+				}
+			}
+		})
 	}
 }

@@ -7,14 +7,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/parallel"
 )
 
@@ -318,12 +321,22 @@ func (c *Client) keepFastBin(bin string, fb *fastBin) {
 // needs again after a restart costs one request. It only reads the trusted
 // state, so several may run at once under c.mu.
 func (c *Client) loadFastBin(ctx context.Context, bin string, mf *metadata.MetaFiles, now time.Time) (*fastBin, error) {
-	d := c.u.GetTrustedMetadataSet().Targets[metadata.TARGETS].Signed.Delegations
-	name := strconv.FormatInt(mf.Version, 10) + "." + url.PathEscape(bin) + ".json"
-	data, err := c.fetch.download(ctx, c.cfg.MetadataURL+name, mf.Length)
+	data, err := c.fetch.download(ctx, c.cfg.MetadataURL+binFileName(bin, mf), mf.Length)
 	if err != nil {
 		return nil, c.wrap(ctx, "bin "+bin, err)
 	}
+	return c.checkFastBin(data, bin, mf, now)
+}
+
+// binFileName is the file of bin at the version mf lists.
+func binFileName(bin string, mf *metadata.MetaFiles) string {
+	return strconv.FormatInt(mf.Version, 10) + "." + url.PathEscape(bin) + ".json"
+}
+
+// checkFastBin verifies data, fetched as bin at the version, length and
+// hashes mf lists, through the fast path.
+func (c *Client) checkFastBin(data []byte, bin string, mf *metadata.MetaFiles, now time.Time) (*fastBin, error) {
+	d := c.u.GetTrustedMetadataSet().Targets[metadata.TARGETS].Signed.Delegations
 	if mf.Length > 0 && int64(len(data)) != mf.Length {
 		return nil, fmt.Errorf("%w: %s is %d bytes, the snapshot says %d", ErrVerification, bin, len(data), mf.Length)
 	}
@@ -387,8 +400,12 @@ func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 	if len(c.fast)+len(jobs) > c.cfg.MaxCachedBins {
 		clear(c.fast) // make room for all of them at once
 	}
+	c.bundleBins(ctx, len(jobs), func(i int) (string, *metadata.MetaFiles) { return jobs[i].bin, jobs[i].mf },
+		func(i int, fb *fastBin) { jobs[i].fb = fb }, now)
 	parallel.Do(len(jobs), prefetchWorkers, func(i int) error {
-		jobs[i].fb, _ = c.loadFastBin(ctx, jobs[i].bin, jobs[i].mf, now)
+		if jobs[i].fb == nil {
+			jobs[i].fb, _ = c.loadFastBin(ctx, jobs[i].bin, jobs[i].mf, now)
+		}
 		return nil
 	})
 	for _, j := range jobs {
@@ -397,4 +414,56 @@ func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 		}
 	}
 	return nil
+}
+
+// Bins by the bundle: a bundle request (httpapi.FetchBundle) to the
+// metadata folder's URL carries up to binsPerBundle bins; bundleWorkers
+// run at once. A server that does not answer bundles is asked one bin at
+// a time from then on. (BenchmarkUpdate, 291 bins over loopback: 27-29 ms
+// against 34-37 one by one; bundles of 64 by 4 were slower than single
+// requests, as each bundle's bins are verified one after the other.)
+const (
+	binsPerBundle = 16
+	bundleWorkers = 16
+)
+
+// bundleBins loads n bins (job i is bin name and its snapshot entry) by
+// the bundle, passing each one verified through the fast path to done.
+// Bins it could not load are left to the caller, as are all when bundles
+// are not answered. It only reads the trusted state: called with c.mu
+// held.
+func (c *Client) bundleBins(ctx context.Context, n int, job func(i int) (string, *metadata.MetaFiles), done func(i int, fb *fastBin), now time.Time) {
+	if n < 2 || c.noBundles.Load() {
+		return
+	}
+	chunks := (n + binsPerBundle - 1) / binsPerBundle
+	var mu sync.Mutex
+	parallel.Do(chunks, bundleWorkers, func(k int) error {
+		byName := map[string]int{}
+		var names []string
+		for i := k * binsPerBundle; i < min(n, (k+1)*binsPerBundle); i++ {
+			bin, mf := job(i)
+			name := binFileName(bin, mf)
+			byName[name] = i
+			names = append(names, name)
+		}
+		err := httpapi.FetchBundle(ctx, c.cfg.HTTPClient, c.cfg.MetadataURL, names, c.cfg.Limits.Targets, func(name string, size int64, r io.Reader) error {
+			data, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			i := byName[name]
+			bin, mf := job(i)
+			if fb, err := c.checkFastBin(data, bin, mf, now); err == nil {
+				mu.Lock()
+				done(i, fb)
+				mu.Unlock()
+			}
+			return nil // a bin that fails is loaded alone, and Target reports it
+		})
+		if errors.Is(err, httpapi.ErrNoBundles) {
+			c.noBundles.Store(true)
+		}
+		return nil
+	})
 }

@@ -4,8 +4,10 @@
 package tuftest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
 
@@ -136,8 +139,12 @@ func (r *Repo) Put(t testing.TB, now time.Time, paths ...string) *tufrepo.Commit
 type Server struct {
 	*httptest.Server
 	Catalog string
+	// NoBundles makes the server refuse bundle requests, as a static file
+	// server would; set it before the first request.
+	NoBundles bool
 
 	mu        sync.Mutex // guards the fields below
+	bundles   int        // bundle requests answered
 	dir       string
 	overlay   map[string][]byte // name → served instead of the file; nil → 404
 	artifacts map[string][]byte // by artifact path
@@ -153,6 +160,7 @@ func Serve(t testing.TB, dir string, artifacts map[string][]byte) *Server {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /c/{catalog}/tuf/{name}", s.serveMetadata)
+	mux.HandleFunc("POST /c/{catalog}/tuf/{$}", s.serveBundle)
 	mux.HandleFunc("GET /r/{catalog}/{path...}", s.serveArtifact)
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
@@ -198,8 +206,15 @@ func (s *Server) SetArtifact(p string, data []byte) {
 	s.artifacts[p] = data
 }
 
-// Requests returns the metadata and artifact names requested so far, and
-// forgets them.
+// Bundles returns how many bundle requests the server answered.
+func (s *Server) Bundles() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bundles
+}
+
+// Requests returns the metadata and artifact names requested so far
+// (those sent in bundles prefixed "bundle:"), and forgets them.
 func (s *Server) Requests() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -210,32 +225,60 @@ func (s *Server) Requests() []string {
 
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	data, err := s.metadata(name, name)
+	switch {
+	case os.IsNotExist(err):
+		http.NotFound(w, r)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(data)
+	}
+}
+
+// metadata returns what the server sends for metadata file name, logging
+// the request as logged.
+func (s *Server) metadata(name, logged string) ([]byte, error) {
 	s.mu.Lock()
-	s.log = append(s.log, name)
+	s.log = append(s.log, logged)
 	data, overridden := s.overlay[name]
 	dir := s.dir
 	s.mu.Unlock()
 	if !tufrepo.IsMetadataName(name) {
-		http.NotFound(w, r)
-		return
+		return nil, os.ErrNotExist
 	}
 	if !overridden {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			if os.IsNotExist(err) {
-				http.NotFound(w, r)
-			} else {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-			}
-			return
-		}
-		data = b
-	} else if data == nil {
+		return os.ReadFile(filepath.Join(dir, name))
+	}
+	if data == nil {
+		return nil, os.ErrNotExist
+	}
+	return data, nil
+}
+
+// serveBundle answers bundle requests (httpapi.FetchBundle) as the
+// directory does, with the same overrides as single requests.
+func (s *Server) serveBundle(w http.ResponseWriter, r *http.Request) {
+	if s.NoBundles {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(data)
+	s.mu.Lock()
+	s.bundles++
+	s.mu.Unlock()
+	names, err := httpapi.ReadBundleRequest(w, r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	httpapi.WriteBundle(w, names, func(name string) (io.ReadCloser, int64, bool) {
+		data, err := s.metadata(name, "bundle:"+name)
+		if err != nil {
+			return nil, 0, false
+		}
+		return io.NopCloser(bytes.NewReader(data)), int64(len(data)), true
+	})
 }
 
 func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request) {
