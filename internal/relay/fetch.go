@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
+	"github.com/opendistribution/odi/internal/parallel"
 	"github.com/opendistribution/odi/internal/store"
 )
 
@@ -40,16 +42,11 @@ func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name s
 	for i, src := range sources {
 		err := s.fetchFrom(ctx, src, d, size)
 		if err == nil {
-			if i < len(sources)-1 {
-				s.metrics.fetchedFromPeers.Inc()
-			}
 			fi, err := os.Stat(s.store.Path(d))
 			if err != nil {
 				return fmt.Errorf("relay: fetch %s: %w", d, err)
 			}
-			s.metrics.fetched.Inc()
-			s.metrics.fetchedBytes.Add(float64(size))
-			s.bytesFetched.Add(size)
+			s.countFetched(size, i < len(sources)-1)
 			batch.add(ctx, d, store.StampOf(fi))
 			return nil
 		}
@@ -66,6 +63,16 @@ func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name s
 		}
 	}
 	return fmt.Errorf("relay: fetch %s: %w", d, errors.Join(errs...))
+}
+
+// countFetched records a download of size bytes, from a peer or not.
+func (s *Server) countFetched(size int64, fromPeer bool) {
+	if fromPeer {
+		s.metrics.fetchedFromPeers.Inc()
+	}
+	s.metrics.fetched.Inc()
+	s.metrics.fetchedBytes.Add(float64(size))
+	s.bytesFetched.Add(size)
 }
 
 // fetchFrom downloads blob d from one source into the store.
@@ -151,4 +158,101 @@ func (s *Server) fetchResumable(ctx context.Context, u string, d catalog.Digest,
 		return err
 	}
 	return nil
+}
+
+// Small blobs by the bundle (httpapi.FetchBundle): a catalog update of a
+// few hundred small files costs a few requests to the directory instead of
+// a few hundred. Each blob is checked against its digest as it is stored,
+// as alone. Catalogs that peers carry are fetched one blob at a time from
+// the peers (spreading the load is their point), as is whatever a bundle
+// lacks or failed, and everything once the directory answered no bundle.
+const (
+	blobsPerBundle = 16
+	bundleBytes    = 4 << 20
+)
+
+// fetchBundled fetches the small blobs of list that come from the
+// directory by the bundle, and returns the others, in list's order. It
+// stops at a full disk (store.ErrNoSpace).
+func (s *Server) fetchBundled(ctx context.Context, list []want, batch *blobBatch) ([]want, error) {
+	if s.noBundles.Load() {
+		return list, nil
+	}
+	var chunks [][]want
+	var chunk []want
+	var chunkBytes int64
+	s.mu.RLock()
+	for _, w := range list {
+		if w.size >= smallBlob || len(s.peers[w.catalog]) > 0 {
+			continue
+		}
+		if len(chunk) == blobsPerBundle || chunkBytes+w.size > bundleBytes {
+			chunks, chunk, chunkBytes = append(chunks, chunk), nil, 0
+		}
+		chunk = append(chunk, w)
+		chunkBytes += w.size
+	}
+	s.mu.RUnlock()
+	if len(chunk) > 0 {
+		chunks = append(chunks, chunk)
+	}
+	if len(chunks) == 0 || (len(chunks) == 1 && len(chunks[0]) == 1) {
+		return list, nil
+	}
+	u := s.cfg.Directory + httpapi.PathBlobs
+	var mu sync.Mutex
+	done := make(map[catalog.Digest]bool)
+	var full error
+	parallel.Do(len(chunks), s.cfg.SyncConcurrency, func(k int) error {
+		byName := make(map[string]want, len(chunks[k]))
+		names := make([]string, 0, len(chunks[k]))
+		for _, w := range chunks[k] {
+			byName[w.d.String()] = w
+			names = append(names, w.d.String())
+		}
+		err := httpapi.FetchBundle(ctx, s.hc, u, names, smallBlob, func(name string, size int64, r io.Reader) error {
+			w := byName[name]
+			if size != w.size {
+				return nil // fetched alone, and refused there
+			}
+			err := s.store.Put(ctx, w.d, w.size, s.egress.throttle(ctx, r))
+			switch {
+			case errors.Is(err, store.ErrNoSpace):
+				return err
+			case errors.Is(err, store.ErrCorrupt):
+				s.metrics.corrupt.Inc()
+				s.log.Warn("refused a download that does not match the signed digest", "digest", w.d, "source", u, "err", err)
+				return nil
+			case err != nil:
+				return nil
+			}
+			fi, err := os.Stat(s.store.Path(w.d))
+			if err != nil {
+				return nil
+			}
+			s.countFetched(w.size, false)
+			batch.add(ctx, w.d, store.StampOf(fi))
+			mu.Lock()
+			done[w.d] = true
+			mu.Unlock()
+			return nil
+		})
+		switch {
+		case errors.Is(err, httpapi.ErrNoBundles):
+			s.noBundles.Store(true)
+		case errors.Is(err, store.ErrNoSpace):
+			mu.Lock()
+			full = err
+			mu.Unlock()
+			return err
+		}
+		return nil
+	})
+	rest := list[:0:0]
+	for _, w := range list {
+		if !done[w.d] {
+			rest = append(rest, w)
+		}
+	}
+	return rest, full
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"github.com/opendistribution/odi/internal/catalog"
 	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/store"
+	dto "github.com/prometheus/client_model/go"
 )
 
 var big = bytes.Repeat([]byte("resumable blob "), (partialThreshold/15)+1000)
@@ -330,5 +333,102 @@ func TestBlobsCondemnedDuringASyncRoundWaitButKeepTheQuota(t *testing.T) {
 	s.deleteCondemned([]catalog.Digest{newD})
 	if _, err := os.Stat(s.store.Path(newD)); !os.IsNotExist(err) {
 		t.Errorf("condemned blob outside a round still on disk: %v", err)
+	}
+}
+
+// blobDirectory serves blobs as a directory does, one by one and, unless
+// noBundles, by the bundle; corrupt lists digests it sends wrong bytes
+// for in bundles.
+type blobDirectory struct {
+	blobs     map[string][]byte // by hex digest
+	corrupt   map[string]bool
+	noBundles bool
+	singles   atomic.Int32
+	bundles   atomic.Int32
+}
+
+func (bd *blobDirectory) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == "POST" && r.URL.Path == httpapi.PathBlobs && !bd.noBundles {
+		bd.bundles.Add(1)
+		names, err := httpapi.ReadBundleRequest(w, r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		httpapi.WriteBundle(w, names, func(name string) (io.ReadCloser, int64, bool) {
+			b, ok := bd.blobs[name]
+			if bd.corrupt[name] {
+				b = bytes.ToUpper(b)
+			}
+			return io.NopCloser(bytes.NewReader(b)), int64(len(b)), ok
+		})
+		return
+	}
+	b, ok := bd.blobs[strings.TrimPrefix(r.URL.Path, httpapi.PathBlobs)]
+	if r.Method != "GET" || !ok {
+		http.NotFound(w, r)
+		return
+	}
+	bd.singles.Add(1)
+	w.Write(b)
+}
+
+// A relay fetches the small blobs of an update from the directory by the
+// bundle, refuses a wrong one there and fetches it alone, and fetches one
+// by one from a directory without bundles.
+func TestSmallBlobsComeByTheBundle(t *testing.T) {
+	for _, noBundles := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noBundles=%v", noBundles), func(t *testing.T) {
+			s := newTestRelay(t, nil)
+			bd := &blobDirectory{blobs: map[string][]byte{}, corrupt: map[string]bool{}, noBundles: noBundles}
+			dir := httptest.NewServer(bd)
+			defer dir.Close()
+			s.cfg.Directory = dir.URL
+			s.mu.Lock()
+			c := s.cats["demo"]
+			var wrong catalog.Digest
+			for i := range 40 {
+				body := []byte(fmt.Sprintf("artifact %d", i))
+				d := catalog.DigestOf(body)
+				bd.blobs[d.String()] = body
+				if i == 7 {
+					wrong = d
+					bd.corrupt[d.String()] = true
+				}
+				p := fmt.Sprintf("pool/a%d.deb", i)
+				s.putEntryLocked("demo", c, p, entryRef{digest: d, size: int64(len(body)), phash: catalog.PathHash(p)})
+			}
+			s.mu.Unlock()
+			counted := func() float64 {
+				var m dto.Metric
+				s.metrics.corrupt.Write(&m)
+				return m.GetCounter().GetValue()
+			}
+			corrupt := counted()
+			if err := s.fetchMissing(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			s.mu.RLock()
+			held := len(s.blobs)
+			s.mu.RUnlock()
+			if held != 40 {
+				t.Fatalf("%d of 40 blobs held", held)
+			}
+			if err := store.Verify(s.store, wrong); err != nil {
+				t.Fatalf("the blob a bundle sent wrong: %v", err)
+			}
+			if noBundles {
+				if bd.singles.Load() != 40 || !s.noBundles.Load() {
+					t.Errorf("without bundles: %d single downloads, noBundles %v", bd.singles.Load(), s.noBundles.Load())
+				}
+				return
+			}
+			if bd.bundles.Load() != 3 || bd.singles.Load() != 1 {
+				t.Errorf("%d bundles and %d single downloads, want 3 and 1 (the wrong blob)", bd.bundles.Load(), bd.singles.Load())
+			}
+			if counted() != corrupt+1 {
+				t.Error("the wrong blob was not counted as corrupt")
+			}
+		})
 	}
 }

@@ -88,6 +88,8 @@ type Server struct {
 	// meanwhile wait in later (guarded by mu) until it ends.
 	syncing atomic.Bool
 	later   laterDeletes
+	// noBundles is set once the directory did not answer a bundle request.
+	noBundles atomic.Bool
 
 	verifier *auth.Verifier // checks the directory's commands
 

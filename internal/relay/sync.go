@@ -566,6 +566,13 @@ func (s *Server) fetchMissing(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	s.setProblem("disk", "")
+	fit, err := s.fetchBundled(ctx, fit, batch)
+	if errors.Is(err, store.ErrNoSpace) {
+		s.setProblem("disk", "the disk is full: "+err.Error())
+		batch.flush(ctx)
+		s.rep.kick()
+		return err
+	}
 	errs := fetchEach(ctx, fit, s.cfg.SyncConcurrency, func(w want) error {
 		err := s.fetch(ctx, w.d, w.size, w.catalog, batch)
 		if errors.Is(err, store.ErrNoSpace) {
