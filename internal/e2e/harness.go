@@ -249,10 +249,8 @@ func Ready(t *testing.T, n Network, minVersion uint64, up ...int) string {
 	}
 	v := st.Catalogs[0].Version
 	byURL := map[string]httpapi.RelayInfo{}
-	planned := false // some relay has a share: the placement is made
 	for _, r := range st.Relays {
 		byURL[r.PublicURL] = r
-		planned = planned || r.Share > 0
 	}
 	if len(up) == 0 {
 		for i := 0; i < n.RelayCount(); i++ {
@@ -268,9 +266,7 @@ func Ready(t *testing.T, n Network, minVersion uint64, up ...int) string {
 			return fmt.Sprintf("relay %d out of rotation: %s", i, r.Reason)
 		case r.State != httpapi.StateReady:
 			return fmt.Sprintf("relay %d is %s", i, r.State)
-		case r.Versions["demo"] != v && !(planned && r.Share == 0):
-			// A relay the placement gave nothing (fewer replicas than
-			// relays) is not assigned the catalog and keeps version 0.
+		case r.Versions["demo"] != v:
 			return fmt.Sprintf("relay %d at version %d, not %d", i, r.Versions["demo"], v)
 		}
 	}
