@@ -449,6 +449,15 @@ func TestRestartedRelayReusesWhatItHolds(t *testing.T) {
 			before[p] = fi.ModTime()
 		}
 		n.KillRelay(0)
+		// Until the directory notices the relay is gone, its status still
+		// shows the old process ready: wait for that before the restart,
+		// or the readiness check below passes on the stale view.
+		WaitFor(t, 10*time.Second, "stopped relay out of rotation", func() string {
+			if Status(t, n).Relays[0].InRotation {
+				return "still in rotation"
+			}
+			return ""
+		})
 		n.StartRelay(0)
 		waitReady(t, n, 1)
 		for p, mt := range before {
