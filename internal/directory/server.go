@@ -99,10 +99,6 @@ type Server struct {
 	repos     map[string]*tufrepo.Repository   // guarded by mu
 }
 
-// checkpointEvery is how often the directory copies its database's log
-// back into the database (see package sqlitedb).
-const checkpointEvery = 10 * time.Second
-
 // scanStatus is the outcome of the last scan of a catalog's folder.
 type scanStatus struct {
 	At      time.Time
@@ -293,7 +289,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		sqlitedb.CheckpointLoop(ctx, s.db.db, checkpointEvery, s.log)
+		sqlitedb.CheckpointLoop(ctx, s.db.db, s.log)
 	}()
 	go func() {
 		defer wg.Done()

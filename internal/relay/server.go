@@ -360,7 +360,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		sqlitedb.CheckpointLoop(ctx, s.db.db, checkpointEvery, s.log)
+		sqlitedb.CheckpointLoop(ctx, s.db.db, s.log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -384,10 +384,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	return s.syncLoop(ctx)
 }
-
-// checkpointEvery is how often the daemons copy their database's log back
-// into the database (see package sqlitedb).
-const checkpointEvery = 10 * time.Second
 
 // setProblem records (msg != "") or clears a problem the operator should
 // see; problems travel with every heartbeat.

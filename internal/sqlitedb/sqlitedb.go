@@ -61,11 +61,14 @@ func Open(path string) (*sql.DB, error) {
 // no CheckpointLoop runs, or when writes outpace it.
 const autoCheckpointPages = 16384
 
+// checkpointEvery is how often CheckpointLoop checkpoints.
+const checkpointEvery = 10 * time.Second
+
 // CheckpointLoop copies the write-ahead log back into the database every
-// interval until ctx ends, without waiting for readers or writers
+// ten seconds until ctx ends, without waiting for readers or writers
 // (PASSIVE): commits then rarely pay for a checkpoint themselves.
-func CheckpointLoop(ctx context.Context, db *sql.DB, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
+func CheckpointLoop(ctx context.Context, db *sql.DB, log *slog.Logger) {
+	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
 	for {
 		select {
