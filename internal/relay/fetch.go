@@ -42,18 +42,9 @@ func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name s
 	for i, src := range sources {
 		err := s.fetchFrom(ctx, src, d, size)
 		if err == nil {
-			fi, err := os.Stat(s.store.Path(d))
-			if err != nil {
-				return fmt.Errorf("relay: fetch %s: %w", d, err)
-			}
-			s.countFetched(size, i < len(sources)-1)
-			batch.add(ctx, d, store.StampOf(fi))
-			return nil
+			return s.fetched(ctx, d, size, i < len(sources)-1, batch)
 		}
-		if errors.Is(err, store.ErrCorrupt) {
-			s.metrics.corrupt.Inc()
-			s.log.Warn("refused a download that does not match the signed digest", "digest", d, "source", src, "err", err)
-		}
+		s.refusedIfCorrupt(d, src, err)
 		if errors.Is(err, store.ErrNoSpace) {
 			return err
 		}
@@ -65,14 +56,30 @@ func (s *Server) fetch(ctx context.Context, d catalog.Digest, size int64, name s
 	return fmt.Errorf("relay: fetch %s: %w", d, errors.Join(errs...))
 }
 
-// countFetched records a download of size bytes, from a peer or not.
-func (s *Server) countFetched(size int64, fromPeer bool) {
+// fetched records blob d, just stored from a peer or the directory: its
+// stamp for batch (which makes it held), and the download in the metrics.
+func (s *Server) fetched(ctx context.Context, d catalog.Digest, size int64, fromPeer bool, batch *blobBatch) error {
+	fi, err := os.Stat(s.store.Path(d))
+	if err != nil {
+		return fmt.Errorf("relay: fetch %s: %w", d, err)
+	}
 	if fromPeer {
 		s.metrics.fetchedFromPeers.Inc()
 	}
 	s.metrics.fetched.Inc()
 	s.metrics.fetchedBytes.Add(float64(size))
 	s.bytesFetched.Add(size)
+	batch.add(ctx, d, store.StampOf(fi))
+	return nil
+}
+
+// refusedIfCorrupt counts and logs a download from src that the store
+// refused because its bytes are not blob d's.
+func (s *Server) refusedIfCorrupt(d catalog.Digest, src string, err error) {
+	if errors.Is(err, store.ErrCorrupt) {
+		s.metrics.corrupt.Inc()
+		s.log.Warn("refused a download that does not match the signed digest", "digest", d, "source", src, "err", err)
+	}
 }
 
 // fetchFrom downloads blob d from one source into the store.
@@ -202,8 +209,7 @@ func (s *Server) fetchBundled(ctx context.Context, list []want, batch *blobBatch
 	u := s.cfg.Directory + httpapi.PathBlobs
 	var mu sync.Mutex
 	done := make(map[catalog.Digest]bool)
-	var full error
-	parallel.Do(len(chunks), s.cfg.SyncConcurrency, func(k int) error {
+	full := parallel.Do(len(chunks), s.cfg.SyncConcurrency, func(k int) error {
 		byName := make(map[string]want, len(chunks[k]))
 		names := make([]string, 0, len(chunks[k]))
 		for _, w := range chunks[k] {
@@ -216,35 +222,22 @@ func (s *Server) fetchBundled(ctx context.Context, list []want, batch *blobBatch
 				return nil // fetched alone, and refused there
 			}
 			err := s.store.Put(ctx, w.d, w.size, s.egress.throttle(ctx, r))
-			switch {
-			case errors.Is(err, store.ErrNoSpace):
+			if errors.Is(err, store.ErrNoSpace) {
 				return err
-			case errors.Is(err, store.ErrCorrupt):
-				s.metrics.corrupt.Inc()
-				s.log.Warn("refused a download that does not match the signed digest", "digest", w.d, "source", u, "err", err)
-				return nil
-			case err != nil:
-				return nil
 			}
-			fi, err := os.Stat(s.store.Path(w.d))
-			if err != nil {
-				return nil
+			s.refusedIfCorrupt(w.d, u, err)
+			if err == nil && s.fetched(ctx, w.d, w.size, false, batch) == nil {
+				mu.Lock()
+				done[w.d] = true
+				mu.Unlock()
 			}
-			s.countFetched(w.size, false)
-			batch.add(ctx, w.d, store.StampOf(fi))
-			mu.Lock()
-			done[w.d] = true
-			mu.Unlock()
-			return nil
+			return nil // anything not done is fetched alone
 		})
-		switch {
-		case errors.Is(err, httpapi.ErrNoBundles):
+		if errors.Is(err, httpapi.ErrNoBundles) {
 			s.noBundles.Store(true)
-		case errors.Is(err, store.ErrNoSpace):
-			mu.Lock()
-			full = err
-			mu.Unlock()
-			return err
+		}
+		if errors.Is(err, store.ErrNoSpace) {
+			return err // stops the other bundles
 		}
 		return nil
 	})
