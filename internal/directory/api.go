@@ -148,17 +148,9 @@ func (s *Server) handleBlobBundle(w http.ResponseWriter, r *http.Request) error 
 		if err != nil || !s.ix.known(d) {
 			return nil, 0, false
 		}
-		f, err := s.openBlob(d)
-		if err != nil {
-			return nil, 0, false
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, false
-		}
-		sent += fi.Size()
-		return f, fi.Size(), true
+		f, size, ok := httpapi.BundleFile(s.openBlob(d))
+		sent += size
+		return f, size, ok
 	})
 	s.metrics.bytesServed.Add(float64(sent))
 	return nil

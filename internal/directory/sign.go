@@ -201,16 +201,7 @@ func (s *Server) handleMetadataBundle(w http.ResponseWriter, r *http.Request) er
 		if !tufrepo.IsMetadataName(file) {
 			return nil, 0, false
 		}
-		f, err := os.Open(filepath.Join(dir, file))
-		if err != nil {
-			return nil, 0, false
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, false
-		}
-		return f, fi.Size(), true
+		return httpapi.BundleFile(os.Open(filepath.Join(dir, file)))
 	})
 	return nil
 }

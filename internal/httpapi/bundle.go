@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -83,6 +84,23 @@ func WriteBundle(w http.ResponseWriter, names []string, open func(name string) (
 		}
 	}
 	mw.Close()
+}
+
+// BundleFile adapts a file just opened (f, err) to WriteBundle's open:
+// its size from Stat, or left out when it could not be opened or stat'ed.
+func BundleFile[F interface {
+	io.ReadCloser
+	Stat() (fs.FileInfo, error)
+}](f F, err error) (io.ReadCloser, int64, bool) {
+	if err != nil {
+		return nil, 0, false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, false
+	}
+	return f, fi.Size(), true
 }
 
 // FetchBundle asks u for the named files and calls fn for each part,
