@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -372,12 +371,7 @@ func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 	if checkExpiry(&ts, "", now) != nil {
 		return nil
 	}
-	type job struct {
-		bin string
-		mf  *metadata.MetaFiles
-		fb  *fastBin
-	}
-	var jobs []job
+	var jobs []binLoad
 	seen := map[string]bool{}
 	for _, p := range paths {
 		bin := c.binOf(p)
@@ -392,7 +386,7 @@ func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 		if fb := c.fast[bin]; fb != nil && fb.version == mf.Version {
 			continue
 		}
-		jobs = append(jobs, job{bin: bin, mf: mf})
+		jobs = append(jobs, binLoad{bin: bin, mf: mf})
 	}
 	if len(jobs) > c.cfg.MaxCachedBins {
 		jobs = jobs[:c.cfg.MaxCachedBins]
@@ -400,8 +394,7 @@ func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 	if len(c.fast)+len(jobs) > c.cfg.MaxCachedBins {
 		clear(c.fast) // make room for all of them at once
 	}
-	c.bundleBins(ctx, len(jobs), func(i int) (string, *metadata.MetaFiles) { return jobs[i].bin, jobs[i].mf },
-		func(i int, fb *fastBin) { jobs[i].fb = fb }, now)
+	c.bundleBins(ctx, jobs, now)
 	parallel.Do(len(jobs), prefetchWorkers, func(i int) error {
 		if jobs[i].fb == nil {
 			jobs[i].fb, _ = c.loadFastBin(ctx, jobs[i].bin, jobs[i].mf, now)
@@ -427,24 +420,30 @@ const (
 	bundleWorkers = 16
 )
 
-// bundleBins loads n bins (job i is bin name and its snapshot entry) by
-// the bundle, passing each one verified through the fast path to done.
-// Bins it could not load are left to the caller, as are all when bundles
-// are not answered. It only reads the trusted state: called with c.mu
-// held.
-func (c *Client) bundleBins(ctx context.Context, n int, job func(i int) (string, *metadata.MetaFiles), done func(i int, fb *fastBin), now time.Time) {
-	if n < 2 || c.noBundles.Load() {
+// binLoad is a bin Prefetch loads: its name and snapshot entry, and once
+// verified, the bin.
+type binLoad struct {
+	bin string
+	mf  *metadata.MetaFiles
+	fb  *fastBin
+}
+
+// bundleBins loads the bins of jobs by the bundle, setting fb of each it
+// could verify through the fast path. Bins it could not load are left to
+// the caller, as are all when bundles are not answered. It only reads the
+// trusted state: called with c.mu held.
+func (c *Client) bundleBins(ctx context.Context, jobs []binLoad, now time.Time) {
+	if len(jobs) < 2 || c.noBundles.Load() {
 		return
 	}
-	chunks := (n + binsPerBundle - 1) / binsPerBundle
-	var mu sync.Mutex
+	chunks := (len(jobs) + binsPerBundle - 1) / binsPerBundle
 	parallel.Do(chunks, bundleWorkers, func(k int) error {
-		byName := map[string]int{}
-		var names []string
-		for i := k * binsPerBundle; i < min(n, (k+1)*binsPerBundle); i++ {
-			bin, mf := job(i)
-			name := binFileName(bin, mf)
-			byName[name] = i
+		chunk := jobs[k*binsPerBundle : min(len(jobs), (k+1)*binsPerBundle)]
+		byName := make(map[string]*binLoad, len(chunk))
+		names := make([]string, 0, len(chunk))
+		for i := range chunk {
+			name := binFileName(chunk[i].bin, chunk[i].mf)
+			byName[name] = &chunk[i]
 			names = append(names, name)
 		}
 		err := httpapi.FetchBundle(ctx, c.cfg.HTTPClient, c.cfg.MetadataURL, names, c.cfg.Limits.Targets, func(name string, size int64, r io.Reader) error {
@@ -452,14 +451,10 @@ func (c *Client) bundleBins(ctx context.Context, n int, job func(i int) (string,
 			if err != nil {
 				return err
 			}
-			i := byName[name]
-			bin, mf := job(i)
-			if fb, err := c.checkFastBin(data, bin, mf, now); err == nil {
-				mu.Lock()
-				done(i, fb)
-				mu.Unlock()
-			}
-			return nil // a bin that fails is loaded alone, and Target reports it
+			j := byName[name]
+			// A bin that fails is loaded alone, and Target reports it.
+			j.fb, _ = c.checkFastBin(data, j.bin, j.mf, now)
+			return nil
 		})
 		if errors.Is(err, httpapi.ErrNoBundles) {
 			c.noBundles.Store(true)
