@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,33 +24,36 @@ import (
 
 // encodeBinSigned returns the canonical "signed" part of a bin.
 func encodeBinSigned(version int64, expires time.Time, targets map[string]*metadata.TargetFiles) []byte {
-	paths := make([]string, 0, len(targets))
-	size := 128
-	for p, t := range targets {
-		paths = append(paths, p)
-		size += len(p) + 40 + 72*len(t.Hashes)
-	}
-	sort.Strings(paths)
-	b := make([]byte, 0, size)
+	b := make([]byte, 0, 128+160*len(targets))
 	b = append(b, `{"_type":"targets","expires":`...)
 	b = appendString(b, expires.UTC().Format(time.RFC3339Nano))
 	b = append(b, `,"spec_version":`...)
 	b = appendString(b, metadata.SPECIFICATION_VERSION)
-	b = append(b, `,"targets":{`...)
-	for i, p := range paths {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		t := targets[p]
-		b = appendString(b, p)
-		b = append(b, ':', '{')
+	b = append(b, `,"targets":`...)
+	b = appendObject(b, targets, func(b []byte, t *metadata.TargetFiles) []byte {
+		b = append(b, `{"hashes":`...)
 		b = appendHashes(b, t.Hashes)
 		b = append(b, `,"length":`...)
 		b = strconv.AppendInt(b, t.Length, 10)
-		b = append(b, '}')
-	}
-	b = append(b, `},"version":`...)
+		return append(b, '}')
+	})
+	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, version, 10)
+	return append(b, '}')
+}
+
+// appendObject appends m as a canonical JSON object: keys sorted, each
+// value written by value.
+func appendObject[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = value(b, m[k])
+	}
 	return append(b, '}')
 }
 
@@ -194,25 +198,14 @@ func readString(p []byte) (string, int, bool) {
 
 // encodeSnapshotSigned returns the canonical "signed" part of a snapshot.
 func encodeSnapshotSigned(version int64, expires time.Time, meta map[string]*metadata.MetaFiles) []byte {
-	names := make([]string, 0, len(meta))
-	size := 128
-	for n := range meta {
-		names = append(names, n)
-		size += len(n) + 48
-	}
-	sort.Strings(names)
-	b := make([]byte, 0, size)
+	b := make([]byte, 0, 128+64*len(meta))
 	b = append(b, `{"_type":"snapshot","expires":`...)
 	b = appendString(b, expires.UTC().Format(time.RFC3339Nano))
-	b = append(b, `,"meta":{`...)
-	for i, n := range names {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		mf := meta[n]
-		b = appendString(b, n)
-		b = append(b, ':', '{')
+	b = append(b, `,"meta":`...)
+	b = appendObject(b, meta, func(b []byte, mf *metadata.MetaFiles) []byte {
+		b = append(b, '{')
 		if len(mf.Hashes) > 0 {
+			b = append(b, `"hashes":`...)
 			b = appendHashes(b, mf.Hashes)
 			b = append(b, ',')
 		}
@@ -223,33 +216,22 @@ func encodeSnapshotSigned(version int64, expires time.Time, meta map[string]*met
 		}
 		b = append(b, `"version":`...)
 		b = strconv.AppendInt(b, mf.Version, 10)
-		b = append(b, '}')
-	}
-	b = append(b, `},"spec_version":`...)
+		return append(b, '}')
+	})
+	b = append(b, `,"spec_version":`...)
 	b = appendString(b, metadata.SPECIFICATION_VERSION)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, version, 10)
 	return append(b, '}')
 }
 
-// appendHashes appends "hashes":{...} with the algorithms sorted.
+// appendHashes appends a hashes object, the digests in hexadecimal.
 func appendHashes(b []byte, hs metadata.Hashes) []byte {
-	algs := make([]string, 0, len(hs))
-	for a := range hs {
-		algs = append(algs, a)
-	}
-	sort.Strings(algs)
-	b = append(b, `"hashes":{`...)
-	for j, a := range algs {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, a)
-		b = append(b, ':', '"')
-		b = hex.AppendEncode(b, hs[a])
+	return appendObject(b, hs, func(b []byte, h metadata.HexBytes) []byte {
 		b = append(b, '"')
-	}
-	return append(b, '}')
+		b = hex.AppendEncode(b, h)
+		return append(b, '"')
+	})
 }
 
 // encodeSigned returns a metadata file, the canonical signed part and its
