@@ -46,7 +46,7 @@ func BulkLoad(ctx context.Context, dataDir, name string, arts []catalog.Artifact
 			return fmt.Errorf("directory: bulk load: %w", err)
 		}
 	}
-	if _, err := st.commit(ctx, c.ID, 0, arts, nil, nil, sum, now); err != nil {
+	if _, err := st.commit(ctx, c.ID, 0, arts, nil, nil, sum, now, nil); err != nil {
 		return fmt.Errorf("directory: bulk load: %w", err)
 	}
 	return nil

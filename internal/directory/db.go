@@ -109,6 +109,10 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL);`,
 }, sqlitedb.Step{
 	// settings are a relay operator's routing choices (httpapi.RelaySettings).
 	SQL: `ALTER TABLE relays ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';`,
+}, sqlitedb.Step{
+	// unused lists blobs a version may have left without an artifact,
+	// recorded with the version, for the reaper (scan.go).
+	SQL: `CREATE TABLE unused (sha256 BLOB PRIMARY KEY) WITHOUT ROWID;`,
 })
 
 // phashOf is the phash column of path.
@@ -236,8 +240,64 @@ type touch struct {
 
 // commit records one new version of catalog id, which must still be at
 // version from, and returns the new version number.
-func (s *stateDB) commit(ctx context.Context, id int64, from uint64, puts []catalog.Artifact, deletes []string, touches []touch, sum catalog.Summary, now time.Time) (uint64, error) {
-	return s.commitWith(ctx, id, from, puts, deletes, touches, sum, now, nil)
+// commit records a scan's changes as the next version, with the blobs it
+// may have left unused queued for the reaper in the same transaction.
+func (s *stateDB) commit(ctx context.Context, id int64, from uint64, puts []catalog.Artifact, deletes []string, touches []touch, sum catalog.Summary, now time.Time, unused []catalog.Digest) (uint64, error) {
+	return s.commitWith(ctx, id, from, puts, deletes, touches, sum, now, func(tx *sql.Tx, _ uint64) error {
+		return queueUnused(ctx, tx, unused)
+	})
+}
+
+// queueUnused records blobs for the reaper.
+func queueUnused(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, ds []catalog.Digest) error {
+	for _, d := range ds {
+		if _, err := ex.ExecContext(ctx, `INSERT OR IGNORE INTO unused (sha256) VALUES (?)`, d[:]); err != nil {
+			return fmt.Errorf("directory: queue unused blob: %w", err)
+		}
+	}
+	return nil
+}
+
+// queueUnused records blobs for the reaper outside a commit.
+func (s *stateDB) queueUnused(ctx context.Context, ds []catalog.Digest) error {
+	return queueUnused(ctx, s.db, ds)
+}
+
+// unused returns the blobs queued for the reaper.
+func (s *stateDB) unused(ctx context.Context) ([]catalog.Digest, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT sha256 FROM unused`)
+	if err != nil {
+		return nil, fmt.Errorf("directory: unused blobs: %w", err)
+	}
+	defer rows.Close()
+	var out []catalog.Digest
+	for rows.Next() {
+		var sum []byte
+		if err := rows.Scan(&sum); err != nil {
+			return nil, fmt.Errorf("directory: unused blobs: %w", err)
+		}
+		var d catalog.Digest
+		copy(d[:], sum)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// forgetUnused takes blobs the reaper dealt with off its queue.
+func (s *stateDB) forgetUnused(ctx context.Context, ds []catalog.Digest) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("directory: unused blobs: %w", err)
+	}
+	defer tx.Rollback()
+	for _, d := range ds {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM unused WHERE sha256 = ?`, d[:]); err != nil {
+			return fmt.Errorf("directory: unused blobs: %w", err)
+		}
+	}
+	return tx.Commit()
 }
 
 // commitWith is commit, running extra inside the same transaction with

@@ -96,7 +96,9 @@ func (s *Server) expunge(ctx context.Context, req httpapi.ExpungeRequest) (httpa
 	s.metrics.catalogVersion.WithLabelValues(req.Catalog).Set(float64(v))
 	s.notify(httpapi.Event{Type: httpapi.EventCatalog, Catalog: req.Catalog, Version: v})
 	s.log.Warn("artifact expunged", "catalog", req.Catalog, "paths", paths, "digest", e.digest, "reason", req.Reason, "version", v, "expunge", id)
-	s.dropUnused(ctx, []catalog.Digest{e.digest})
+	if err := s.dropUnused(ctx, []catalog.Digest{e.digest}); err != nil {
+		s.log.Warn("cannot delete the expunged blob", "digest", e.digest, "err", err)
+	}
 	s.kickExpunges()
 	return s.expungeStatus(ctx, id)
 }

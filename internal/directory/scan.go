@@ -325,11 +325,17 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	for _, msg := range res.skipped {
 		s.log.Warn("file left out of catalog", "catalog", name, "reason", msg)
 	}
+	unused := res.maybeUnused(have)
 	v, now := row.Version, s.now()
 	if !res.sum.Empty() || len(res.touches) > 0 {
-		if v, err = s.db.commit(ctx, row.ID, row.Version, res.puts, res.deletes, res.touches, res.sum, now); err != nil {
+		if v, err = s.db.commit(ctx, row.ID, row.Version, res.puts, res.deletes, res.touches, res.sum, now, unused); err != nil {
 			return res.sum, row.Version, err
 		}
+	} else if err := s.db.queueUnused(ctx, unused); err != nil {
+		return res.sum, row.Version, err
+	}
+	if len(unused) > 0 {
+		defer s.kickReaper()
 	}
 	// Relays see a version only once it is signed; this also catches up
 	// a signing that failed before.
@@ -345,16 +351,6 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	for i := range res.puts {
 		res.puts[i].Version = v
 	}
-	// Blobs the old records used may now be unused.
-	var maybeUnused []catalog.Digest
-	for _, a := range res.puts {
-		if old, ok := have[a.Path]; ok {
-			maybeUnused = append(maybeUnused, old.digest)
-		}
-	}
-	for _, p := range res.deletes {
-		maybeUnused = append(maybeUnused, have[p].digest)
-	}
 	s.ix.apply(name, v, now, res.puts, res.deletes)
 	s.sizeShards(ctx, name, row.ID)
 	s.kickReplan()
@@ -367,59 +363,63 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 			"added", res.sum.Added, "changed", res.sum.Changed, "removed", res.sum.Removed,
 			"bytes_hashed", res.sum.BytesHashed, "took", s.now().Sub(start).Round(time.Millisecond))
 	}
-	s.unused.add(maybeUnused)
 	return res.sum, v, nil
 }
 
-// unusedQueue holds blobs that publishes may have left unused. They are
-// deleted a few seconds later, not while the publish runs: relays fetch the
-// new version right after it is announced, and a few hundred deletions
-// then would only slow the directory's answers.
-type unusedQueue struct {
-	mu   sync.Mutex
-	ds   []catalog.Digest
-	kick chan struct{}
+// maybeUnused lists the blobs the scan may have left without an
+// artifact: those the old records of changed and deleted paths used, and
+// files it copied in but left out of the catalog (an expunged artifact
+// found again).
+func (r *scanResult) maybeUnused(have map[string]known) []catalog.Digest {
+	var out []catalog.Digest
+	put := make(map[catalog.Digest]bool, len(r.puts))
+	for _, a := range r.puts {
+		put[a.Digest] = true
+		if old, ok := have[a.Path]; ok && old.digest != a.Digest {
+			out = append(out, old.digest)
+		}
+	}
+	for _, p := range r.deletes {
+		out = append(out, have[p].digest)
+	}
+	for _, d := range r.imported {
+		if !put[d] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
-// reapDelay is how long unused blobs wait before reapLoop deletes them,
-// collecting those of the publishes made meanwhile.
+// Blobs a version may have left unused are queued in the database with it
+// and deleted reapDelay later, not while the publish runs: relays fetch
+// the new version right after it is announced, and a few hundred
+// deletions then would only slow the directory's answers. What a stop
+// leaves queued is deleted reapDelay after the next start.
 const reapDelay = 5 * time.Second
 
-func (q *unusedQueue) add(ds []catalog.Digest) {
-	if len(ds) == 0 {
-		return
-	}
-	q.mu.Lock()
-	q.ds = append(q.ds, ds...)
-	q.mu.Unlock()
+func (s *Server) kickReaper() {
 	select {
-	case q.kick <- struct{}{}:
+	case s.reapKick <- struct{}{}:
 	default:
 	}
 }
 
-// reapLoop deletes queued unused blobs reapDelay after a publish queues
-// some, and whatever is queued when ctx ends. Once, reapDelay after the
-// start, it sweeps the store for blobs no catalog uses (sweepOrphans).
+// reapLoop runs reapUnused reapDelay after the start and after each
+// publish that queued blobs, until ctx ends.
 func (s *Server) reapLoop(ctx context.Context) {
-	sweep := time.After(s.reapDelay)
+	wait := time.After(s.reapDelay)
 	for {
 		select {
 		case <-ctx.Done():
-			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			s.reapUnused(stop)
-			cancel()
 			return
-		case <-sweep:
-			s.sweepOrphans(ctx)
-			continue
-		case <-s.unused.kick:
+		case <-wait:
+			s.reapUnused(ctx)
+			wait = nil
+		case <-s.reapKick:
+			if wait == nil {
+				wait = time.After(s.reapDelay)
+			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(s.reapDelay):
-		}
-		s.reapUnused(ctx)
 	}
 }
 
@@ -429,53 +429,27 @@ func (s *Server) reapLoop(ctx context.Context) {
 func (s *Server) reapUnused(ctx context.Context) {
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
-	s.unused.mu.Lock()
-	ds := s.unused.ds
-	s.unused.ds = nil
-	s.unused.mu.Unlock()
-	s.dropUnused(ctx, ds)
-}
-
-// sweepOrphans deletes the blobs in the store that no catalog uses: those
-// a stop kept the reaper from deleting, and files a scan copied in but
-// left out of the catalog (an expunged artifact found again). It lists
-// the store without holding anything, then checks and deletes a few
-// hundred at a time with publishMu held, so a publish can run between.
-func (s *Server) sweepOrphans(ctx context.Context) {
-	var ds []catalog.Digest
-	if err := s.store.Walk(func(d catalog.Digest, _ int64) error {
-		ds = append(ds, d)
-		return ctx.Err()
-	}); err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("cannot list the blob store for unused blobs", "err", err)
-		}
-		return
+	ds, err := s.db.unused(ctx)
+	if err == nil {
+		err = s.dropUnused(ctx, ds)
 	}
-	deleted := 0
-	for len(ds) > 0 && ctx.Err() == nil {
-		chunk := ds[:min(len(ds), referencedChunk)]
-		ds = ds[len(chunk):]
-		s.publishMu.Lock()
-		deleted += s.dropUnused(ctx, chunk)
-		s.publishMu.Unlock()
+	if err == nil {
+		err = s.db.forgetUnused(ctx, ds)
 	}
-	if deleted > 0 {
-		s.log.Info("deleted blobs no catalog uses", "blobs", deleted)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("cannot delete unused blobs; will try after the next publish or start", "err", err)
 	}
 }
 
 // dropUnused deletes those of ds no catalog refers to any more, checking
-// them in one query, and returns how many it deleted. Called with
-// publishMu held.
-func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) int {
+// them in one query. Called with publishMu held.
+func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) error {
 	if len(ds) == 0 {
-		return 0
+		return nil
 	}
 	used, err := s.db.stillReferenced(ctx, ds)
 	if err != nil {
-		s.log.Warn("cannot check blob references; unused blobs stay on disk", "blobs", len(ds), "err", err)
-		return 0
+		return err
 	}
 	deleted := 0
 	for _, d := range ds {
@@ -492,7 +466,7 @@ func (s *Server) dropUnused(ctx context.Context, ds []catalog.Digest) int {
 		deleted++
 	}
 	s.log.Debug("unused blobs deleted", "checked", len(ds), "deleted", deleted)
-	return deleted
+	return nil
 }
 
 // sizeShards gives catalog name its shard count, recording a change.

@@ -87,9 +87,8 @@ type Server struct {
 	// publishMu serializes what makes catalog versions: scans, expunges.
 	publishMu   sync.Mutex
 	expungeKick chan struct{}
-	// unused holds blobs publishes may have left unused, deleted a little
-	// later by reapLoop.
-	unused    unusedQueue
+	// reapKick wakes reapLoop after a publish queued unused blobs.
+	reapKick  chan struct{}
 	reapDelay time.Duration
 
 	mu        sync.Mutex
@@ -169,7 +168,7 @@ func New(ctx context.Context, cfg config.Directory, deps Deps) (*Server, error) 
 		repos:       make(map[string]*tufrepo.Repository),
 		withdrawn:   make(map[string]map[string]withdrawal),
 		expungeKick: make(chan struct{}, 1),
-		unused:      unusedQueue{kick: make(chan struct{}, 1)},
+		reapKick:    make(chan struct{}, 1),
 		reapDelay:   reapDelay,
 		lookupIP:    deps.LookupIP,
 	}

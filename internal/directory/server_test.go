@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -482,13 +481,18 @@ func TestBlobsNoArtifactUsesAreDeletedOthersKept(t *testing.T) {
 
 func TestRunDeletesUnusedBlobsAfterThePublish(t *testing.T) {
 	f := newFixture(t, map[string]string{"a.txt": "first"})
-	f.srv.reapDelay = 10 * time.Millisecond
-	// A blob no catalog uses, as a stop within reapDelay of a publish
-	// leaves behind: the sweep after the start deletes it.
-	stray := []byte("left by a crash")
-	if err := f.srv.store.Put(context.Background(), catalog.DigestOf(stray), int64(len(stray)), bytes.NewReader(stray)); err != nil {
-		t.Fatal(err)
+	f.publish()
+	// A publish whose reaper never ran: the directory stops at once.
+	f.write("a.txt", "second")
+	f.publish()
+	first := catalog.DigestOf([]byte("first"))
+	if _, err := f.srv.store.Stat(first); err != nil {
+		t.Fatal("the publish deleted a blob itself; the reaper should, later")
 	}
+	f.http.Close()
+	f.srv.Close()
+	f.start()
+	f.srv.reapDelay = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Run(ctx) }()
@@ -496,43 +500,53 @@ func TestRunDeletesUnusedBlobsAfterThePublish(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	old := catalog.DigestOf([]byte("first"))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, ok := f.srv.ix.lookup("demo", "a.txt"); ok {
-			break
+	gone := func(d catalog.Digest, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := f.srv.store.Stat(d); err != nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is still in the store", what)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first scan did not publish a.txt")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	f.write("a.txt", "second")
+	gone(first, "the blob left queued by the stop")
+	// While running, a publish's unused blob goes reapDelay later.
+	f.write("a.txt", "third")
 	f.srv.publishMu.Lock() // as the rescan handler does
 	_, _, err := f.srv.publishPaths(ctx, config.CatalogSource{Name: "demo", Path: f.src}, []string{"a.txt"})
 	f.srv.publishMu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := f.srv.store.Stat(old); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the blob a.txt no longer uses is still in the store")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	for {
-		if _, err := f.srv.store.Stat(catalog.DigestOf(stray)); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the blob no catalog uses was not swept")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := body(t, f.get("/r/demo/a.txt")); got != "second" {
+	gone(catalog.DigestOf([]byte("second")), "the blob a.txt no longer uses")
+	if got := body(t, f.get("/r/demo/a.txt")); got != "third" {
 		t.Errorf("a.txt = %q", got)
+	}
+}
+
+// An expunged file still in the catalog folder is copied in by the next
+// scan and left out of the catalog; the reaper deletes the copy.
+func TestExpungedFileFoundAgainIsNotKept(t *testing.T) {
+	f := newFixture(t, map[string]string{"bad.tar.gz": "malware", "good.tar.gz": "fine"})
+	f.publish()
+	bad := catalog.DigestOf([]byte("malware"))
+	if _, err := f.srv.expunge(context.Background(), httpapi.ExpungeRequest{Catalog: "demo", Path: "bad.tar.gz", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.srv.store.Stat(bad); err == nil {
+		t.Fatal("the expunged blob is still in the store")
+	}
+	f.write("bad.tar.gz", "malware") // touched: the next scan reads it again
+	f.publish()
+	f.srv.reapUnused(context.Background())
+	if _, err := f.srv.store.Stat(bad); err == nil {
+		t.Error("the expunged file, found again, stays in the store")
+	}
+	if resp := f.get("/r/demo/bad.tar.gz"); resp.StatusCode != http.StatusGone {
+		t.Errorf("bad.tar.gz = %d, want 410", resp.StatusCode)
 	}
 }
