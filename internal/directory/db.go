@@ -248,12 +248,18 @@ func (s *stateDB) commit(ctx context.Context, id int64, from uint64, puts []cata
 	})
 }
 
-// queueUnused records blobs for the reaper.
-func queueUnused(ctx context.Context, ex interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, ds []catalog.Digest) error {
+// queueUnused records blobs for the reaper in tx.
+func queueUnused(ctx context.Context, tx *sql.Tx, ds []catalog.Digest) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO unused (sha256) VALUES (?)`)
+	if err != nil {
+		return fmt.Errorf("directory: queue unused blobs: %w", err)
+	}
+	defer st.Close()
 	for _, d := range ds {
-		if _, err := ex.ExecContext(ctx, `INSERT OR IGNORE INTO unused (sha256) VALUES (?)`, d[:]); err != nil {
+		if _, err := st.ExecContext(ctx, d[:]); err != nil {
 			return fmt.Errorf("directory: queue unused blob: %w", err)
 		}
 	}
@@ -262,7 +268,18 @@ func queueUnused(ctx context.Context, ex interface {
 
 // queueUnused records blobs for the reaper outside a commit.
 func (s *stateDB) queueUnused(ctx context.Context, ds []catalog.Digest) error {
-	return queueUnused(ctx, s.db, ds)
+	if len(ds) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("directory: queue unused blobs: %w", err)
+	}
+	defer tx.Rollback()
+	if err := queueUnused(ctx, tx, ds); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // unused returns the blobs queued for the reaper.
