@@ -99,6 +99,18 @@ func TestBundleFromAHostileServer(t *testing.T) {
 			}
 		})
 	}
+	// Not a bundle at all, or a failure.
+	for name, h := range map[string]http.HandlerFunc{
+		"plain text":   func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) },
+		"server error": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "broken", http.StatusInternalServerError) },
+	} {
+		s := httptest.NewServer(h)
+		err := FetchBundle(context.Background(), s.Client(), s.URL, []string{"a"}, 1000, func(string, int64, io.Reader) error { return nil })
+		s.Close()
+		if err == nil || errors.Is(err, ErrNoBundles) {
+			t.Errorf("%s: %v, want a failure", name, err)
+		}
+	}
 	// A part longer than announced reaches fn one byte long.
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mw := multipart.NewWriter(w)
