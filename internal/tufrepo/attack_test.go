@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,20 +70,142 @@ func TestClientRefusesReplayedOlderTimestamp(t *testing.T) {
 	}
 }
 
+// bothLayouts runs a snapshot attack with the forged snapshot in the
+// canonical form ODI's directories write (verified without go-tuf) and
+// indented (verified by go-tuf).
+func bothLayouts(t *testing.T, attack func(t *testing.T, indented bool)) {
+	for _, indented := range []bool{false, true} {
+		name := "canonical"
+		if indented {
+			name = "indented"
+		}
+		t.Run(name, func(t *testing.T) { attack(t, indented) })
+	}
+}
+
 func TestClientRefusesSnapshotLoweringBinVersion(t *testing.T) {
-	repo, s, c := setup(t, tuftest.Options{})
-	f := newForger(t, repo, s) // holds the stolen snapshot and timestamp keys
-	bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
-	f.snapshot(func(s *metadata.SnapshotType) { s.Meta[bin+".json"].Version-- })
-	wantVerification(t, c.Refresh(ctx), &metadata.ErrBadVersionNumber{})
+	bothLayouts(t, func(t *testing.T, indented bool) {
+		repo, s, c := setup(t, tuftest.Options{})
+		f := newForger(t, repo, s) // holds the stolen snapshot and timestamp keys
+		f.indented = indented
+		bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
+		f.snapshot(func(s *metadata.SnapshotType) { s.Meta[bin+".json"].Version-- })
+		wantVerification(t, c.Refresh(ctx), &metadata.ErrBadVersionNumber{})
+	})
 }
 
 func TestClientRefusesSnapshotDroppingBin(t *testing.T) {
+	bothLayouts(t, func(t *testing.T, indented bool) {
+		repo, s, c := setup(t, tuftest.Options{})
+		f := newForger(t, repo, s)
+		f.indented = indented
+		bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
+		f.snapshot(func(s *metadata.SnapshotType) { delete(s.Meta, bin+".json") })
+		wantVerification(t, c.Refresh(ctx), &metadata.ErrRepository{})
+	})
+}
+
+func TestClientRefusesSnapshotSignedByAnotherKey(t *testing.T) {
+	bothLayouts(t, func(t *testing.T, indented bool) {
+		repo, s, c := setup(t, tuftest.Options{})
+		f := newForger(t, repo, s) // holds the timestamp key only
+		f.indented = indented
+		f.snapshotKey = testKey(t, 77)
+		f.snapshot(nil)
+		wantVerification(t, c.Refresh(ctx), &metadata.ErrUnsignedMetadata{})
+	})
+}
+
+func TestClientRefusesSnapshotOtherThanTheTimestampNames(t *testing.T) {
+	bothLayouts(t, func(t *testing.T, indented bool) {
+		repo, s, c := setup(t, tuftest.Options{})
+		f := newForger(t, repo, s)
+		f.indented = indented
+		// A validly signed snapshot of the next version but one, served
+		// where the timestamp names the next version.
+		ts, _ := f.current()
+		v := f.snapshot(func(s *metadata.SnapshotType) { s.Version++ })
+		f.timestamp(ts.Signed.Version+1, v-1, readServed(t, s, metaName(v, "snapshot")))
+		s.Set(metaName(v-1, "snapshot"), readServed(t, s, metaName(v, "snapshot")))
+		wantVerification(t, c.Refresh(ctx), &metadata.ErrBadVersionNumber{})
+	})
+}
+
+func TestClientRefusesSnapshotSwappedAfterTheTimestamp(t *testing.T) {
+	bothLayouts(t, func(t *testing.T, indented bool) {
+		repo, s, c := setup(t, tuftest.Options{})
+		f := newForger(t, repo, s)
+		f.indented = indented
+		v := f.snapshot(nil)
+		ts := readServed(t, s, "timestamp.json")
+		// Another snapshot of the same version, validly signed, replaces
+		// the one whose length and hash the timestamp gives.
+		f.snapshot(func(s *metadata.SnapshotType) { s.Version = v; s.Expires = s.Expires.Add(time.Hour) })
+		s.Set("timestamp.json", ts)
+		if err := c.Refresh(ctx); err == nil {
+			t.Fatal("a snapshot other than the one the timestamp hashes was accepted")
+		}
+	})
+}
+
+func TestClientRefusesNewSnapshotAlreadyExpired(t *testing.T) {
+	bothLayouts(t, func(t *testing.T, indented bool) {
+		repo, s, c := setup(t, tuftest.Options{})
+		f := newForger(t, repo, s)
+		f.indented = indented
+		f.expires = newClientNow().Add(-time.Minute)
+		ts, _ := f.current()
+		v := f.snapshot(nil)
+		f.expires = newClientNow().Add(time.Hour) // a fresh timestamp for it
+		f.timestamp(ts.Signed.Version+1, v, readServed(t, s, metaName(v, "snapshot")))
+		wantExpired(t, c.Refresh(ctx), "snapshot")
+	})
+}
+
+// In steady state (no new root, ODI's canonical snapshot) a refresh does
+// not go through go-tuf's updater, and what it verified reaches the cache
+// as go-tuf would have written it: a client restarted over that cache
+// trusts the same versions and refuses a rollback to the ones before.
+func TestClientRefreshesWithoutGoTUFAndCachesWhatItVerified(t *testing.T) {
 	repo, s, c := setup(t, tuftest.Options{})
-	f := newForger(t, repo, s)
-	bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
-	f.snapshot(func(s *metadata.SnapshotType) { delete(s.Meta, bin+".json") })
-	wantVerification(t, c.Refresh(ctx), &metadata.ErrRepository{})
+	before := readServed(t, s, "timestamp.json")
+	for i := range 3 {
+		p := fmt.Sprintf("steady/%d", i)
+		repo.Put(t, repo.Now, p)
+		if err := c.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if c.UsesUpdaterForTest() {
+			t.Fatalf("refresh %d went through go-tuf's updater", i)
+		}
+		if _, err := c.Target(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := c.State()
+	for _, name := range []string{"timestamp.json", metaName(st.Snapshot, "snapshot")} {
+		cached := "timestamp.json"
+		if name != cached {
+			cached = "snapshot.json"
+		}
+		if !bytes.Equal(readFile(t, clientCache(t, c), cached), readServed(t, s, name)) {
+			t.Errorf("cached %s is not the verified %s", cached, name)
+		}
+	}
+	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
+		CacheDir: clientCache(t, c), HTTPClient: s.Client(), Now: newClientNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := c2.State(); st2 != st {
+		t.Fatalf("restarted client trusts %+v, want %+v", st2, st)
+	}
+	s.Set("timestamp.json", before)
+	wantVerification(t, c2.Refresh(ctx), &metadata.ErrBadVersionNumber{})
+	wantVerification(t, c.Refresh(ctx), &metadata.ErrBadVersionNumber{})
 }
 
 // A refresh sets the cached snapshot aside to verify only the new one; a

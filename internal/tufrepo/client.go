@@ -67,10 +67,14 @@ type Client struct {
 	cfg   ClientConfig
 	fetch *httpFetcher
 
-	mu sync.Mutex // serializes use of the updater; guards u
-	// u is the updater of the last successful refresh (or its reload from
-	// the cache), nil before the first. go-tuf's Updater refreshes once
-	// per lifetime, so every Refresh makes a new one.
+	mu sync.Mutex // serializes use of the updater; guards u and ts
+	// ts is the trusted metadata of the last successful refresh, nil
+	// before the first. Its Targets map is the updater's, when u is set.
+	ts *trustedmetadata.TrustedMetadata
+	// u is the updater that produced ts, or loaded it back from the cache;
+	// nil after a fast refresh (fastsnapshot.go) until a lookup needs
+	// go-tuf. go-tuf's Updater refreshes once per lifetime, so every
+	// refresh through it makes a new one.
 	u *updater.Updater
 	// fast holds bins verified by the fast path (fastbins.go); guarded by
 	// mu. Entries are checked against the snapshot's version at each use.
@@ -259,6 +263,9 @@ func (c *Client) Refresh(ctx context.Context) error {
 }
 
 func (c *Client) refreshLocked(ctx context.Context) (err error) {
+	if err := c.fastRefreshLocked(ctx); !errors.Is(err, errSlowRefresh) {
+		return err
+	}
 	c.fetch.ctx = ctx
 	defer func() { c.fetch.ctx, c.fetch.timestamp = nil, nil }()
 	if prev := c.setSnapshotAsideLocked(); prev != nil { // see refresh.go
@@ -282,10 +289,16 @@ func (c *Client) refreshWith(ctx context.Context, check func(*updater.Updater) e
 	if err != nil {
 		return c.wrap(ctx, "refresh", err)
 	}
-	if err := checkClientPolicy(u); err != nil {
+	return c.trustLocked(u)
+}
+
+// trustLocked makes what u verified the client's trusted state.
+func (c *Client) trustLocked(u *updater.Updater) error {
+	ts := u.GetTrustedMetadataSet()
+	if err := checkClientPolicy(&ts); err != nil {
 		return err
 	}
-	c.u = u
+	c.u, c.ts = u, &ts
 	return nil
 }
 
@@ -299,18 +312,13 @@ func (c *Client) reopenLocked(ctx context.Context) error {
 	if _, err := guard(func() (struct{}, error) { return struct{}{}, u.Refresh() }); err != nil {
 		return c.wrap(ctx, "reload cache", err)
 	}
-	if err := checkClientPolicy(u); err != nil {
-		return err
-	}
-	c.u = u
-	return nil
+	return c.trustLocked(u)
 }
 
 // checkClientPolicy refuses delegations ODI never makes. Role names become
 // file names in the cache and in URLs; go-tuf escapes them, but a catalog
 // whose targets delegate to "../x" is hostile whatever the escaping.
-func checkClientPolicy(u *updater.Updater) error {
-	ts := u.GetTrustedMetadataSet()
+func checkClientPolicy(ts *trustedmetadata.TrustedMetadata) error {
 	t := ts.Targets[metadata.TARGETS]
 	if t == nil {
 		return fmt.Errorf("%w: no targets", ErrVerification)
@@ -360,7 +368,7 @@ func (c *Client) Target(ctx context.Context, p string) (TargetInfo, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.u == nil {
+	if c.ts == nil {
 		if err := c.refreshLocked(ctx); err != nil {
 			return TargetInfo{}, err
 		}
@@ -370,24 +378,24 @@ func (c *Client) Target(ctx context.Context, p string) (TargetInfo, error) {
 	now := c.cfg.Now()
 
 	bin := c.binOf(p)
-	ts0 := c.u.GetTrustedMetadataSet()
-	if xerr := checkExpiry(&ts0, "", now); xerr != nil {
+	if xerr := checkExpiry(c.ts, "", now); xerr != nil {
 		return TargetInfo{}, xerr
 	}
-	if ts0.Targets[bin] == nil {
+	if c.ts.Targets[bin] == nil {
 		info, err := c.fastTarget(p, bin, now)
 		if !errors.Is(err, errNotCanonical) {
 			return info, err
 		}
 	}
-	if ts := c.u.GetTrustedMetadataSet(); ts.Targets[bin] == nil && len(ts.Targets)-1 >= c.cfg.MaxCachedBins {
+	// A bin in another layout: go-tuf's updater loads it.
+	if c.u == nil || (c.ts.Targets[bin] == nil && len(c.ts.Targets)-1 >= c.cfg.MaxCachedBins) {
 		if err := c.reopenLocked(ctx); err != nil {
 			return TargetInfo{}, err
 		}
 	}
 	c.u.UnsafeSetRefTime(now)
 	tf, err := c.lookup(p)
-	if err != nil && ctx.Err() == nil && c.u.GetTrustedMetadataSet().Targets[bin] == nil &&
+	if err != nil && ctx.Err() == nil && c.ts.Targets[bin] == nil &&
 		!errors.Is(err, &metadata.ErrRepository{}) && !errors.Is(err, &metadata.ErrDownload{}) && !errors.Is(err, ErrVerification) {
 		// The cached copy of the bin may be damaged: go-tuf skips a
 		// cached file that fails verification but aborts on one that does
@@ -395,8 +403,8 @@ func (c *Client) Target(ctx context.Context, p string) (TargetInfo, error) {
 		os.Remove(filepath.Join(c.cfg.CacheDir, url.PathEscape(bin)+".json"))
 		tf, err = c.lookup(p)
 	}
-	ts := c.u.GetTrustedMetadataSet()
-	if xerr := checkExpiry(&ts, bin, now); xerr != nil {
+	ts := c.ts
+	if xerr := checkExpiry(ts, bin, now); xerr != nil {
 		return TargetInfo{}, xerr
 	}
 	if err != nil {
@@ -418,8 +426,7 @@ func (c *Client) lookup(p string) (*metadata.TargetFiles, error) {
 
 // binOf names the bin that holds p under the trusted targets.
 func (c *Client) binOf(p string) string {
-	ts := c.u.GetTrustedMetadataSet()
-	sr := ts.Targets[metadata.TARGETS].Signed.Delegations.SuccinctRoles
+	sr := c.ts.Targets[metadata.TARGETS].Signed.Delegations.SuccinctRoles
 	return sr.GetRolesForTarget(p)[0].Name
 }
 
@@ -464,10 +471,10 @@ type ClientState struct {
 func (c *Client) State() (s ClientState, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.u == nil {
+	ts := c.ts
+	if ts == nil {
 		return s, false
 	}
-	ts := c.u.GetTrustedMetadataSet()
 	s.Root = ts.Root.Signed.Version
 	s.Timestamp, s.TimestampExpires = ts.Timestamp.Signed.Version, ts.Timestamp.Signed.Expires
 	s.Snapshot, s.SnapshotExpires = ts.Snapshot.Signed.Version, ts.Snapshot.Signed.Expires

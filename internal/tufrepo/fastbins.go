@@ -3,7 +3,6 @@ package tufrepo
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,51 +54,10 @@ var errNotCanonical = errors.New("not a canonical ODI bin")
 
 // verifyFastBin checks data as bin name under delegation sr with keys.
 func verifyFastBin(data []byte, name string, version int64, sr *metadata.SuccinctRoles, keys map[string]*metadata.Key, now time.Time) (*fastBin, error) {
-	const sigHead = `{"signatures":[`
-	if !bytes.HasPrefix(data, []byte(sigHead)) || len(data) == 0 || data[len(data)-1] != '}' {
+	sigs, signed, ok := splitCanonical(data)
+	if !ok {
 		return nil, errNotCanonical
 	}
-	p := data[len(sigHead):]
-	type sig struct{ keyid, sig []byte }
-	var sigs []sig
-	for {
-		const kh, sh = `{"keyid":`, `,"sig":`
-		if !bytes.HasPrefix(p, []byte(kh)) {
-			return nil, errNotCanonical
-		}
-		id, n, ok := readString(p[len(kh):])
-		if !ok {
-			return nil, errNotCanonical
-		}
-		p = p[len(kh)+n:]
-		if !bytes.HasPrefix(p, []byte(sh)) {
-			return nil, errNotCanonical
-		}
-		s, n, ok := readString(p[len(sh):])
-		if !ok {
-			return nil, errNotCanonical
-		}
-		p = p[len(sh)+n:]
-		if len(p) == 0 || p[0] != '}' {
-			return nil, errNotCanonical
-		}
-		raw, err := hex.DecodeString(s)
-		if err != nil {
-			return nil, errNotCanonical
-		}
-		sigs = append(sigs, sig{[]byte(id), raw})
-		p = p[1:]
-		if len(p) > 0 && p[0] == ',' {
-			p = p[1:]
-			continue
-		}
-		break
-	}
-	const signedHead = `],"signed":`
-	if !bytes.HasPrefix(p, []byte(signedHead)) {
-		return nil, errNotCanonical
-	}
-	signed := p[len(signedHead) : len(p)-1]
 	b, err := parseCanonicalBin(signed)
 	if err != nil {
 		return nil, err
@@ -109,26 +67,9 @@ func verifyFastBin(data []byte, name string, version int64, sr *metadata.Succinc
 		return nil, fmt.Errorf("%w: %w", ErrVerification, &metadata.ErrBadVersionNumber{
 			Msg: fmt.Sprintf("%s has version %d, the snapshot lists %d", name, b.version, version)})
 	}
-	valid := map[string]bool{}
-	for _, s := range sigs {
-		id := string(s.keyid)
-		k, named := keys[id]
-		if !named || valid[id] || !contains(sr.KeyIDs, id) {
-			continue
-		}
-		// Like go-tuf, the key is the one the delegation names under
-		// this ID; its ID is not computed again.
-		pk, err := ed25519FromTUF(k)
-		if err != nil {
-			continue
-		}
-		if ed25519.Verify(pk, signed, s.sig) {
-			valid[id] = true
-		}
-	}
-	if len(valid) < sr.Threshold || sr.Threshold < 1 {
+	if n := validSignatures(sigs, sr.KeyIDs, keys, signed); n < sr.Threshold || sr.Threshold < 1 {
 		return nil, fmt.Errorf("%w: %w", ErrVerification, &metadata.ErrUnsignedMetadata{
-			Msg: fmt.Sprintf("%s is signed by %d of the %d keys needed", name, len(valid), sr.Threshold)})
+			Msg: fmt.Sprintf("%s is signed by %d of the %d keys needed", name, n, sr.Threshold)})
 	}
 	if now.After(b.expires) {
 		return nil, fmt.Errorf("%w: %s expired at %s", ErrExpired, name, b.expires.Format(time.RFC3339))
@@ -189,12 +130,8 @@ func parseCanonicalBin(s []byte) (*fastBin, error) {
 		return nil, errNotCanonical
 	}
 	p := s[len(head):]
-	exp, n, ok := readString(p)
+	expires, n, ok := readExpires(p)
 	if !ok {
-		return nil, errNotCanonical
-	}
-	expires, err := time.Parse(time.RFC3339, exp)
-	if err != nil {
 		return nil, errNotCanonical
 	}
 	p = p[n:]
@@ -278,8 +215,7 @@ func readUint(p []byte) (int64, int, bool) {
 // fastTarget looks p up through the fast path. It reports errNotCanonical
 // when the bin must go through go-tuf instead. Called with c.mu held.
 func (c *Client) fastTarget(p, bin string, now time.Time) (TargetInfo, error) {
-	ts := c.u.GetTrustedMetadataSet()
-	mf, ok := ts.Snapshot.Signed.Meta[bin+".json"]
+	mf, ok := c.ts.Snapshot.Signed.Meta[bin+".json"]
 	if !ok {
 		return TargetInfo{}, fmt.Errorf("%w: the snapshot does not list %s", ErrVerification, bin)
 	}
@@ -335,7 +271,7 @@ func binFileName(bin string, mf *metadata.MetaFiles) string {
 // checkFastBin verifies data, fetched as bin at the version, length and
 // hashes mf lists, through the fast path.
 func (c *Client) checkFastBin(data []byte, bin string, mf *metadata.MetaFiles, now time.Time) (*fastBin, error) {
-	d := c.u.GetTrustedMetadataSet().Targets[metadata.TARGETS].Signed.Delegations
+	d := c.ts.Targets[metadata.TARGETS].Signed.Delegations
 	if mf.Length > 0 && int64(len(data)) != mf.Length {
 		return nil, fmt.Errorf("%w: %s is %d bytes, the snapshot says %d", ErrVerification, bin, len(data), mf.Length)
 	}
@@ -361,14 +297,14 @@ const prefetchWorkers = 32
 func (c *Client) Prefetch(ctx context.Context, paths []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.u == nil {
+	if c.ts == nil {
 		if err := c.refreshLocked(ctx); err != nil {
 			return err
 		}
 	}
 	now := c.cfg.Now()
-	ts := c.u.GetTrustedMetadataSet()
-	if checkExpiry(&ts, "", now) != nil {
+	ts := c.ts
+	if checkExpiry(ts, "", now) != nil {
 		return nil
 	}
 	var jobs []binLoad

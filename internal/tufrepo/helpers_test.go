@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"hash"
+	"io"
+	"net/http"
 
 	"github.com/opendistribution/odi/internal/catalog"
 	"os"
@@ -62,6 +64,10 @@ type forger struct {
 	// Keys the attacker signs with (default: the repository's own).
 	snapshotKey, timestampKey, binsKey *tufrepo.PrivateKey
 	expires                            time.Time
+	// indented writes snapshots indented (valid for go-tuf, which checks
+	// signatures over a canonical re-encoding), not in the canonical form
+	// ODI's directories write, which clients verify without go-tuf.
+	indented bool
 }
 
 func newForger(t testing.TB, repo *tuftest.Repo, s *tuftest.Server) *forger {
@@ -103,7 +109,13 @@ func (f *forger) snapshot(edit func(*metadata.SnapshotType)) (snapVersion int64)
 	if edit != nil {
 		edit(&snap.Signed)
 	}
-	b := resign(f.t, snap, f.snapshotKey)
+	b := tufrepo.EncodeSnapshotForTest(snap, f.snapshotKey)
+	if f.indented {
+		var err error
+		if b, err = snap.ToBytes(true); err != nil {
+			f.t.Fatal(err)
+		}
+	}
 	f.s.Set(metaName(snap.Signed.Version, "snapshot"), b)
 	f.timestamp(ts.Signed.Version+1, snap.Signed.Version, b)
 	return snap.Signed.Version
@@ -138,3 +150,18 @@ type hasher struct{ h hash.Hash }
 func newHasher() *hasher                      { return &hasher{sha256.New()} }
 func (h *hasher) Write(p []byte) (int, error) { return h.h.Write(p) }
 func (h *hasher) digest() (d catalog.Digest)  { copy(d[:], h.h.Sum(nil)); return d }
+
+// readServed returns what s serves as metadata file name.
+func readServed(t testing.TB, s *tuftest.Server, name string) []byte {
+	t.Helper()
+	resp, err := s.Client().Get(s.MetadataURL() + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %v", name, resp.StatusCode, err)
+	}
+	return b
+}

@@ -42,11 +42,8 @@ type trustedSnapshot struct {
 // held in memory, or nil. After a restart it is nil: the cached file is
 // then verified by go-tuf as usual.
 func (c *Client) trustedSnapshotLocked() *trustedSnapshot {
-	if c.u == nil {
-		return nil
-	}
-	ts := c.u.GetTrustedMetadataSet()
-	if ts.Snapshot == nil {
+	ts := c.ts
+	if ts == nil || ts.Snapshot == nil {
 		return nil
 	}
 	return &trustedSnapshot{md: ts.Snapshot, rootVersion: ts.Root.Signed.Version}
