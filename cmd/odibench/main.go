@@ -44,6 +44,7 @@ func main() {
 	profile := flag.String("profile", "", "write CPU profiles of the servers under load to this `folder`")
 	serveSizes := flag.String("serve-sizes", "4KiB,1MiB,64MiB", "file `sizes` for the serve benchmark")
 	convergeArtifacts := flag.Int("converge-artifacts", 200000, "catalog size for the convergence benchmark")
+	convergeCPUs := flag.String("converge-cpus", "all", "`CPUs` both sides of the convergence benchmark run on (a list such as 0-1, or all)")
 	flag.Parse()
 
 	cpus := planCPUs()
@@ -55,6 +56,7 @@ func main() {
 	opts := options{
 		out: *out, only: *only, artifacts: *artifacts, paths: *paths, syncArtifacts: *syncArtifacts,
 		dur: *dur, rounds: *rounds, cpus: cpus, profile: *profile, convergeArtifacts: *convergeArtifacts,
+		convergeCPUs: *convergeCPUs,
 	}
 	for _, f := range strings.Split(*serveSizes, ",") {
 		n, err := config.ParseSize(f)
@@ -79,6 +81,7 @@ type options struct {
 	profile                         string
 	serveSizes                      []int64
 	convergeArtifacts               int
+	convergeCPUs                    string
 }
 
 // planCPUs gives the last core to servers and the others to the load
@@ -176,7 +179,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if want("converge") {
 		fmt.Fprintln(os.Stderr, "running convergence benchmark (against rsync)")
-		if err := bench.Converge(ctx, root, bench.ConvergeOptions{Artifacts: o.convergeArtifacts, Changed: 100, Added: 100, Removed: 100, Rounds: o.rounds, ProfileDir: o.profile}, rep); err != nil {
+		if err := bench.Converge(ctx, root, bench.ConvergeOptions{Artifacts: o.convergeArtifacts, Changed: 100, Added: 100, Removed: 100, Rounds: o.rounds, ProfileDir: o.profile, CPUs: o.convergeCPUs}, rep); err != nil {
 			return err
 		}
 	}

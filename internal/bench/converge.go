@@ -36,6 +36,10 @@ type ConvergeOptions struct {
 	// ProfileDir, when set, receives a CPU profile of the process (the
 	// directory and the relay run in it) over each ODI update.
 	ProfileDir string
+	// CPUs, when set, is where both sides run: this process (directory
+	// and relay) and rsync's daemon and client. A CPU list ("0-1") or
+	// "all". Empty leaves the process where it is.
+	CPUs string
 }
 
 // convergePath lays files out as a Debian-style package pool: one folder
@@ -69,6 +73,13 @@ func Converge(ctx context.Context, root string, opts ConvergeOptions, rep *Repor
 	rsync, err := exec.LookPath("rsync")
 	if err != nil {
 		return fmt.Errorf("bench: converge needs rsync (apt-get install rsync): %w", err)
+	}
+	if opts.CPUs != "" {
+		restore, err := runOn(opts.CPUs)
+		if err != nil {
+			return err
+		}
+		defer restore()
 	}
 	src := filepath.Join(root, "converge-src")
 	rng := rand.New(rand.NewPCG(3, 4))

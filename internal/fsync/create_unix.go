@@ -33,3 +33,21 @@ func CreateTemp(dir, prefix string, perm os.FileMode) (*os.File, error) {
 	}
 	return nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, prefix+"*"), Err: fs.ErrExist}
 }
+
+// Create creates or truncates the file at path with permissions perm
+// (less the umask), with a blocking descriptor as CreateTemp's. It is for
+// files written under a name nothing refers to yet (a new version of a
+// signed bin), which need no temporary name and rename.
+func Create(path string, perm os.FileMode) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC|syscall.O_CLOEXEC, uint32(perm.Perm()))
+		switch err {
+		case nil:
+			return os.NewFile(uintptr(fd), path), nil
+		case syscall.EINTR:
+			continue
+		default:
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package tufrepo
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -206,5 +207,30 @@ func TestEncodeSnapshotVerifiesWithGoTUF(t *testing.T) {
 	}
 	if m, err = (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data); err != nil || root.VerifyDelegate(metadata.SNAPSHOT, m) != nil {
 		t.Fatalf("snapshot with an unrecognized field: %v", err)
+	}
+}
+
+func TestEncodeStateReadsBack(t *testing.T) {
+	bins := map[string]binState{}
+	for i := range 300 {
+		bins[fmt.Sprintf("bins-%03x", i)] = binState{Version: int64(i * 7), Expires: time.Date(2027, 1, 2, 3, 4, 5, i*1000, time.UTC), Count: i % 13}
+	}
+	bins[`odd"name\`] = binState{Version: 1, Expires: time.Date(2027, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))}
+	var st stateJSON
+	if err := json.Unmarshal(encodeState(bins), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Bins) != len(bins) {
+		t.Fatalf("read %d bins back, wrote %d", len(st.Bins), len(bins))
+	}
+	for name, want := range bins {
+		got := st.Bins[name]
+		if got.Version != want.Version || got.Count != want.Count || !got.Expires.Equal(want.Expires) {
+			t.Fatalf("%s: read %+v, wrote %+v", name, got, want)
+		}
+	}
+	var empty stateJSON
+	if err := json.Unmarshal(encodeState(nil), &empty); err != nil || len(empty.Bins) != 0 {
+		t.Fatalf("empty state: %v, %d bins", err, len(empty.Bins))
 	}
 }

@@ -47,6 +47,28 @@ func writeFile(dir, name string, data []byte, durable bool) error {
 	return nil
 }
 
+// writeUnreferenced writes data to dir/name in place, for a file under a
+// name no current metadata refers to (the next version of a bin or of the
+// snapshot): no reader fetches it before the timestamp names it, and a
+// commit that fails before then is redone under the same names. The fsync
+// is the caller's (syncFiles).
+func writeUnreferenced(dir, name string, data []byte) error {
+	p := filepath.Join(dir, name)
+	f, err := fsync.Create(p, 0o644)
+	if err != nil {
+		return fmt.Errorf("tufrepo: write %s: %w", name, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return fmt.Errorf("tufrepo: write %s: %w", name, err)
+	}
+	return nil
+}
+
 // syncDir makes the renames done so far in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -30,11 +32,31 @@ func (r *Repository) writeState() error { return r.writeStateFile(true) }
 // writeStateFile writes the state file, leaving the fsync to the caller
 // unless durable is set.
 func (r *Repository) writeStateFile(durable bool) error {
-	data, err := json.Marshal(stateJSON{Bins: r.bins})
-	if err != nil {
-		return fmt.Errorf("tufrepo: marshal state: %w", err)
+	return writeFile(r.dir, stateFile, encodeState(r.bins), durable)
+}
+
+// encodeState writes stateJSON as encoding/json would (and reads back),
+// without reflection: it is rewritten at every commit with an entry per
+// bin, thousands for a large catalog.
+func encodeState(bins map[string]binState) []byte {
+	b := make([]byte, 0, 16+80*len(bins))
+	b = append(b, `{"bins":{`...)
+	first := true
+	for name, st := range bins {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, name)
+		b = append(b, `:{"version":`...)
+		b = strconv.AppendInt(b, st.Version, 10)
+		b = append(b, `,"expires":"`...)
+		b = st.Expires.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","count":`...)
+		b = strconv.AppendInt(b, int64(st.Count), 10)
+		b = append(b, '}')
 	}
-	return writeFile(r.dir, stateFile, data, durable)
+	return append(b, "}}"...)
 }
 
 // loadBinStates fills r.bins for the current bins from the state file,

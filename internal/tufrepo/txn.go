@@ -45,8 +45,24 @@ type binUpdate struct {
 	length int64
 }
 
-// binJob produces the complete new contents of one or more bins.
-type binJob func() (map[string]map[string]*metadata.TargetFiles, error)
+// binJob produces the complete new contents of one or more bins, by name.
+type binJob func() (map[string]binOut, error)
+
+// binOut is a bin's new contents: its targets, or merge, which returns its
+// canonical "signed" part at a version and expiry, and its target count.
+type binOut struct {
+	targets map[string]*metadata.TargetFiles
+	merge   func(version int64, expires time.Time) ([]byte, int)
+}
+
+// targetsOut wraps bins given by their targets.
+func targetsOut(bins map[string]map[string]*metadata.TargetFiles) map[string]binOut {
+	out := make(map[string]binOut, len(bins))
+	for name, ts := range bins {
+		out[name] = binOut{targets: ts}
+	}
+	return out
+}
 
 func (r *Repository) begin(now time.Time) *txn {
 	return &txn{r: r, now: now, bins: map[string]binUpdate{}}
@@ -114,12 +130,18 @@ func (t *txn) signBins(jobs []binJob) error {
 		if err != nil {
 			return err
 		}
-		for name, targets := range out {
+		for name, bin := range out {
 			v := t.nextVersion(name)
+			targets, count := bin.targets, len(bin.targets)
 			var data []byte
-			if binSafe(targets) {
+			switch {
+			case bin.merge != nil:
+				var signed []byte
+				signed, count = bin.merge(v, expires)
+				data, _ = encodeSigned(keys, signed)
+			case binSafe(targets):
 				data = encodeBin(keys[0], v, expires, targets)
-			} else {
+			default:
 				m := metadata.Targets(expires)
 				m.Signed.Version = v
 				m.Signed.Targets = targets
@@ -131,11 +153,11 @@ func (t *txn) signBins(jobs []binJob) error {
 					return fmt.Errorf("tufrepo: encode %s: %w", name, err)
 				}
 			}
-			if err := writeFile(t.r.dir, metaFileName(name, v), data, false); err != nil {
+			if err := writeUnreferenced(t.r.dir, metaFileName(name, v), data); err != nil {
 				return err
 			}
 			t.mu.Lock()
-			t.bins[name] = binUpdate{state: binState{Version: v, Expires: expires, Count: len(targets)}, length: int64(len(data))}
+			t.bins[name] = binUpdate{state: binState{Version: v, Expires: expires, Count: count}, length: int64(len(data))}
 			t.mu.Unlock()
 		}
 		return nil
@@ -197,7 +219,7 @@ func (t *txn) finish() (*Commit, error) {
 			return nil, err
 		}
 		name := metaFileName(metadata.SNAPSHOT, s.Signed.Version)
-		if err := writeFile(r.dir, name, data, false); err != nil {
+		if err := writeUnreferenced(r.dir, name, data); err != nil {
 			return nil, err
 		}
 		t.unsynced = append(t.unsynced, name)

@@ -246,7 +246,16 @@ func (r *Repository) applyLocked(changes []catalog.Change, now time.Time) (*Comm
 	t := r.begin(now)
 	jobs := make([]binJob, 0, len(byBin))
 	for name, chs := range byBin {
-		jobs = append(jobs, func() (map[string]map[string]*metadata.TargetFiles, error) {
+		jobs = append(jobs, func() (map[string]binOut, error) {
+			if data, ok := r.currentBinFile(name); ok {
+				es, v, ok := parseBinEntries(data)
+				sorted, safe := sortedChanges(chs)
+				if ok && safe && v == r.snapshot.Signed.Meta[name+".json"].Version {
+					return map[string]binOut{name: {merge: func(version int64, expires time.Time) ([]byte, int) {
+						return mergeBinSigned(es, sorted, version, expires)
+					}}}, nil
+				}
+			}
 			targets, err := r.binTargets(name)
 			if err != nil {
 				return nil, err
@@ -258,7 +267,7 @@ func (r *Repository) applyLocked(changes []catalog.Change, now time.Time) (*Comm
 					targets[ch.Path] = targetFile(ch.Size, ch.Digest)
 				}
 			}
-			return map[string]map[string]*metadata.TargetFiles{name: targets}, nil
+			return map[string]binOut{name: {targets: targets}}, nil
 		})
 	}
 	if err := t.signBins(jobs); err != nil {
@@ -285,9 +294,8 @@ func (r *Repository) binTargets(name string) (map[string]*metadata.TargetFiles, 
 	if _, ok := r.snapshot.Signed.Meta[name+".json"]; !ok {
 		return map[string]*metadata.TargetFiles{}, nil
 	}
-	mf := r.snapshot.Signed.Meta[name+".json"]
-	if data, err := os.ReadFile(filepath.Join(r.dir, metaFileName(name, mf.Version))); err == nil {
-		if ts, v, ok := parseBinTargets(data); ok && v == mf.Version {
+	if data, ok := r.currentBinFile(name); ok {
+		if ts, v, ok := parseBinTargets(data); ok && v == r.snapshot.Signed.Meta[name+".json"].Version {
 			return ts, nil
 		}
 	}
@@ -296,6 +304,20 @@ func (r *Repository) binTargets(name string) (map[string]*metadata.TargetFiles, 
 		return nil, err
 	}
 	return m.Signed.Targets, nil
+}
+
+// currentBinFile reads the file of the version of bin name the current
+// snapshot lists.
+func (r *Repository) currentBinFile(name string) ([]byte, bool) {
+	if r.snapshot == nil {
+		return nil, false
+	}
+	mf, ok := r.snapshot.Signed.Meta[name+".json"]
+	if !ok {
+		return nil, false
+	}
+	data, err := os.ReadFile(filepath.Join(r.dir, metaFileName(name, mf.Version)))
+	return data, err == nil
 }
 
 // entry is an artifact as Build holds it: about 64 bytes plus the path.
@@ -383,12 +405,12 @@ func entryJobs(es []entry, bits int) []binJob {
 		}
 		part := es[lo:hi]
 		name := binName(uint32(i), bits)
-		jobs[i] = func() (map[string]map[string]*metadata.TargetFiles, error) {
+		jobs[i] = func() (map[string]binOut, error) {
 			targets := make(map[string]*metadata.TargetFiles, len(part))
 			for _, e := range part {
 				targets[e.path] = targetFile(e.size, e.digest)
 			}
-			return map[string]map[string]*metadata.TargetFiles{name: targets}, nil
+			return map[string]binOut{name: {targets: targets}}, nil
 		}
 		lo = hi
 	}
@@ -460,9 +482,9 @@ func (r *Repository) Renew(now time.Time) (*Commit, error) {
 	}
 	jobs := make([]binJob, len(dueBins))
 	for i, name := range dueBins {
-		jobs[i] = func() (map[string]map[string]*metadata.TargetFiles, error) {
+		jobs[i] = func() (map[string]binOut, error) {
 			targets, err := r.binTargets(name)
-			return map[string]map[string]*metadata.TargetFiles{name: targets}, err
+			return map[string]binOut{name: {targets: targets}}, err
 		}
 	}
 	if err := t.signBins(jobs); err != nil {
@@ -544,7 +566,7 @@ func (r *Repository) regroupJobs(from, to int) []binJob {
 	groups := (1 << from) / oldPer
 	jobs := make([]binJob, groups)
 	for g := range groups {
-		jobs[g] = func() (map[string]map[string]*metadata.TargetFiles, error) {
+		jobs[g] = func() (map[string]binOut, error) {
 			out := make(map[string]map[string]*metadata.TargetFiles, newPer)
 			first := uint32(g * newPer)
 			for j := range newPer {
@@ -559,7 +581,7 @@ func (r *Repository) regroupJobs(from, to int) []binJob {
 					out[BinFor(p, to)][p] = tf
 				}
 			}
-			return out, nil
+			return targetsOut(out), nil
 		}
 	}
 	return jobs
