@@ -148,7 +148,8 @@ func backfillPathHashes(ctx context.Context, tx *sql.Tx) error {
 
 // stateDB is the directory's SQLite state.
 type stateDB struct {
-	db *sql.DB
+	db *sql.DB // reads
+	w  *sql.DB // writes, on one connection (sqlitedb.OpenWriter)
 }
 
 func openState(ctx context.Context, path string) (*stateDB, error) {
@@ -156,10 +157,15 @@ func openState(ctx context.Context, path string) (*stateDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stateDB{db: db}, nil
+	w, err := sqlitedb.OpenWriter(path)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &stateDB{db: db, w: w}, nil
 }
 
-func (s *stateDB) Close() error { return s.db.Close() }
+func (s *stateDB) Close() error { return errors.Join(s.w.Close(), s.db.Close()) }
 
 type catalogRow struct {
 	ID        int64
@@ -171,7 +177,7 @@ type catalogRow struct {
 
 // ensureCatalog returns the catalog named name, creating it at version 0.
 func (s *stateDB) ensureCatalog(ctx context.Context, name string, now time.Time) (catalogRow, error) {
-	_, err := s.db.ExecContext(ctx,
+	_, err := s.w.ExecContext(ctx,
 		`INSERT INTO catalogs (name, version, created, updated) VALUES (?, 0, ?, ?) ON CONFLICT (name) DO NOTHING`,
 		name, now.UnixNano(), now.UnixNano())
 	if err != nil {
@@ -253,15 +259,10 @@ func queueUnused(ctx context.Context, tx *sql.Tx, ds []catalog.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO unused (sha256) VALUES (?)`)
+	err := execRows(ctx, tx, `INSERT OR IGNORE INTO unused (sha256) VALUES `, "(?)", "", len(ds),
+		func(i int, args []any) []any { return append(args, ds[i][:]) })
 	if err != nil {
 		return fmt.Errorf("directory: queue unused blobs: %w", err)
-	}
-	defer st.Close()
-	for _, d := range ds {
-		if _, err := st.ExecContext(ctx, d[:]); err != nil {
-			return fmt.Errorf("directory: queue unused blob: %w", err)
-		}
 	}
 	return nil
 }
@@ -271,7 +272,7 @@ func (s *stateDB) queueUnused(ctx context.Context, ds []catalog.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("directory: queue unused blobs: %w", err)
 	}
@@ -304,7 +305,7 @@ func (s *stateDB) unused(ctx context.Context) ([]catalog.Digest, error) {
 
 // forgetUnused takes blobs the reaper dealt with off its queue.
 func (s *stateDB) forgetUnused(ctx context.Context, ds []catalog.Digest) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("directory: unused blobs: %w", err)
 	}
@@ -317,10 +318,65 @@ func (s *stateDB) forgetUnused(ctx context.Context, ds []catalog.Digest) error {
 	return tx.Commit()
 }
 
+// rowsPerStatement is how many rows execRows puts in one statement: a
+// commit of a few hundred changes then runs a handful of statements, not
+// a thousand (each one a round through database/sql and the driver).
+const rowsPerStatement = 100
+
+// execRows runs head, then one group of placeholders per row, then tail,
+// for n rows, rowsPerStatement to a statement; args appends the values of
+// row i.
+func execRows(ctx context.Context, tx *sql.Tx, head, group, tail string, n int, args func(i int, args []any) []any) error {
+	var st *sql.Stmt
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
+	for lo := 0; lo < n; lo += rowsPerStatement {
+		hi := min(n, lo+rowsPerStatement)
+		if st == nil || hi-lo < rowsPerStatement {
+			if st != nil {
+				st.Close()
+			}
+			var err error
+			if st, err = tx.PrepareContext(ctx, head+strings.Repeat(group+", ", hi-lo-1)+group+tail); err != nil {
+				return err
+			}
+		}
+		vals := make([]any, 0, (hi-lo)*strings.Count(group, "?"))
+		for i := lo; i < hi; i++ {
+			vals = args(i, vals)
+		}
+		if _, err := st.ExecContext(ctx, vals...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePaths deletes n paths of catalog id from table, many to a
+// statement.
+func deletePaths(ctx context.Context, tx *sql.Tx, table string, id int64, n int, path func(i int) string) error {
+	for lo := 0; lo < n; lo += rowsPerStatement {
+		hi := min(n, lo+rowsPerStatement)
+		args := make([]any, 0, hi-lo+1)
+		args = append(args, id)
+		for i := lo; i < hi; i++ {
+			args = append(args, path(i))
+		}
+		q := `DELETE FROM ` + table + ` WHERE catalog = ? AND path IN (?` + strings.Repeat(", ?", hi-lo-1) + `)`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // commitWith is commit, running extra inside the same transaction with
 // the new version.
 func (s *stateDB) commitWith(ctx context.Context, id int64, from uint64, puts []catalog.Artifact, deletes []string, touches []touch, sum catalog.Summary, now time.Time, extra func(tx *sql.Tx, v uint64) error) (uint64, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("directory: commit: %w", err)
 	}
@@ -336,43 +392,25 @@ func (s *stateDB) commitWith(ctx context.Context, id int64, from uint64, puts []
 	if len(puts) == 0 && len(deletes) == 0 {
 		v = from // only touches: no new version
 	}
-	put, err := tx.PrepareContext(ctx, `INSERT INTO artifacts (catalog, path, size, sha256, mtime, version, phash) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (catalog, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, mtime = excluded.mtime, version = excluded.version`)
+	err = execRows(ctx, tx, `INSERT INTO artifacts (catalog, path, size, sha256, mtime, version, phash) VALUES `, "(?, ?, ?, ?, ?, ?, ?)",
+		` ON CONFLICT (catalog, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, mtime = excluded.mtime, version = excluded.version`,
+		len(puts), func(i int, args []any) []any {
+			a := &puts[i]
+			return append(args, id, a.Path, a.Size, a.Digest[:], a.ModTime.UnixNano(), v, phashOf(a.Path))
+		})
+	if err == nil {
+		err = deletePaths(ctx, tx, "tombstones", id, len(puts), func(i int) string { return puts[i].Path })
+	}
+	if err == nil {
+		err = deletePaths(ctx, tx, "artifacts", id, len(deletes), func(i int) string { return deletes[i] })
+	}
+	if err == nil {
+		err = execRows(ctx, tx, `INSERT INTO tombstones (catalog, path, version) VALUES `, "(?, ?, ?)",
+			` ON CONFLICT (catalog, path) DO UPDATE SET version = excluded.version`,
+			len(deletes), func(i int, args []any) []any { return append(args, id, deletes[i], v) })
+	}
 	if err != nil {
 		return 0, fmt.Errorf("directory: commit: %w", err)
-	}
-	defer put.Close()
-	unTomb, err := tx.PrepareContext(ctx, `DELETE FROM tombstones WHERE catalog = ? AND path = ?`)
-	if err != nil {
-		return 0, fmt.Errorf("directory: commit: %w", err)
-	}
-	defer unTomb.Close()
-	for _, a := range puts {
-		if _, err := put.ExecContext(ctx, id, a.Path, a.Size, a.Digest[:], a.ModTime.UnixNano(), v, phashOf(a.Path)); err != nil {
-			return 0, fmt.Errorf("directory: commit %s: %w", a.Path, err)
-		}
-		if _, err := unTomb.ExecContext(ctx, id, a.Path); err != nil {
-			return 0, fmt.Errorf("directory: commit %s: %w", a.Path, err)
-		}
-	}
-	del, err := tx.PrepareContext(ctx, `DELETE FROM artifacts WHERE catalog = ? AND path = ?`)
-	if err != nil {
-		return 0, fmt.Errorf("directory: commit: %w", err)
-	}
-	defer del.Close()
-	tomb, err := tx.PrepareContext(ctx, `INSERT INTO tombstones (catalog, path, version) VALUES (?, ?, ?)
-		ON CONFLICT (catalog, path) DO UPDATE SET version = excluded.version`)
-	if err != nil {
-		return 0, fmt.Errorf("directory: commit: %w", err)
-	}
-	defer tomb.Close()
-	for _, p := range deletes {
-		if _, err := del.ExecContext(ctx, id, p); err != nil {
-			return 0, fmt.Errorf("directory: commit delete %s: %w", p, err)
-		}
-		if _, err := tomb.ExecContext(ctx, id, p, v); err != nil {
-			return 0, fmt.Errorf("directory: commit delete %s: %w", p, err)
-		}
 	}
 	if len(touches) > 0 {
 		t, err := tx.PrepareContext(ctx, `UPDATE artifacts SET mtime = ? WHERE catalog = ? AND path = ?`)
@@ -469,7 +507,7 @@ func (s *stateDB) signedVersion(ctx context.Context, id int64) (uint64, error) {
 }
 
 func (s *stateDB) setSigned(ctx context.Context, id int64, v uint64) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET signed = ? WHERE id = ?`, v, id); err != nil {
+	if _, err := s.w.ExecContext(ctx, `UPDATE catalogs SET signed = ? WHERE id = ?`, v, id); err != nil {
 		return fmt.Errorf("directory: record signed version: %w", err)
 	}
 	return nil
@@ -555,7 +593,7 @@ func (s *stateDB) putRelay(ctx context.Context, r relayRow) error {
 	if err != nil {
 		return fmt.Errorf("directory: save relay %s: %w", r.ID, err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels, settings)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO relays (id, public_key, public_url, quota, bandwidth, catalogs, software, enrolled, last_seen, drained, drain_reason, labels, settings)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET public_url = excluded.public_url, quota = excluded.quota, bandwidth = excluded.bandwidth,
 			catalogs = excluded.catalogs, software = excluded.software, last_seen = excluded.last_seen,
@@ -598,7 +636,7 @@ func (s *stateDB) relays(ctx context.Context) ([]relayRow, error) {
 }
 
 func (s *stateDB) touchRelay(ctx context.Context, id string, seen time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE relays SET last_seen = ? WHERE id = ?`, seen.UnixNano(), id)
+	_, err := s.w.ExecContext(ctx, `UPDATE relays SET last_seen = ? WHERE id = ?`, seen.UnixNano(), id)
 	if err != nil {
 		return fmt.Errorf("directory: save relay %s: %w", id, err)
 	}
@@ -678,7 +716,7 @@ func (s *stateDB) expunge(ctx context.Context, id int64, from uint64, paths []st
 }
 
 func (s *stateDB) ackExpunge(ctx context.Context, eid int64, relay, detail string, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE expunge_acks SET detail = ?, at = ? WHERE expunge = ? AND relay = ?`, detail, at.UnixNano(), eid, relay)
+	_, err := s.w.ExecContext(ctx, `UPDATE expunge_acks SET detail = ?, at = ? WHERE expunge = ? AND relay = ?`, detail, at.UnixNano(), eid, relay)
 	if err != nil {
 		return fmt.Errorf("directory: record expunge confirmation: %w", err)
 	}
@@ -787,14 +825,14 @@ func (s *stateDB) setting(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (s *stateDB) setSetting(ctx context.Context, key string, v []byte) error {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, v); err != nil {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, v); err != nil {
 		return fmt.Errorf("directory: save setting %s: %w", key, err)
 	}
 	return nil
 }
 
 func (s *stateDB) setShardBits(ctx context.Context, id int64, bits uint8) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET shard_bits = ? WHERE id = ?`, bits, id); err != nil {
+	if _, err := s.w.ExecContext(ctx, `UPDATE catalogs SET shard_bits = ? WHERE id = ?`, bits, id); err != nil {
 		return fmt.Errorf("directory: record shard count: %w", err)
 	}
 	return nil

@@ -29,7 +29,16 @@ import (
 )
 
 // Open opens (creating if needed) the database at path.
-func Open(path string) (*sql.DB, error) {
+func Open(path string) (*sql.DB, error) { return open(path, 8) }
+
+// OpenWriter opens the database at path with a single connection, for a
+// daemon's writes. Writes take turns anyway (SQLite has one writer), and
+// a connection keeps its page cache only while no other connection
+// writes: one connection for all writes finds the index pages a commit
+// touches in its cache rather than reading them again each time.
+func OpenWriter(path string) (*sql.DB, error) { return open(path, 1) }
+
+func open(path string, conns int) (*sql.DB, error) {
 	q := url.Values{}
 	for _, p := range []string{
 		"busy_timeout(30000)",
@@ -48,8 +57,8 @@ func Open(path string) (*sql.DB, error) {
 	}
 	// One connection writes at a time anyway; a few more let readers run
 	// beside it.
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
