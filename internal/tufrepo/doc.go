@@ -124,7 +124,11 @@
 //
 // Client wraps go-tuf's updater (a fresh one per Refresh, since an Updater
 // refreshes only once) with the caller's http.Client, a metadata cache
-// folder and size limits. Target returns the signed length and digest of a
+// folder and size limits. Once it trusts a state, a refresh with no new
+// root runs TUF's steps on go-tuf's TrustedMetadata itself and checks a
+// canonical snapshot over its own bytes (fastsnapshot.go), as it checks
+// canonical bins (fastbins.go): go-tuf would decode and re-encode every
+// entry. Target returns the signed length and digest of a
 // path, loading and verifying its bin once; it never downloads artifacts:
 // callers stream them and call TargetInfo.Check. It refuses any path that
 // fails catalog.ValidatePath before touching the network, refuses
