@@ -28,6 +28,19 @@ type scanResult struct {
 	imported []catalog.Digest
 }
 
+// changes returns the scan's puts and deletions as the change log of
+// version v will hold them, for signing.
+func (r *scanResult) changes(v uint64) []catalog.Change {
+	out := make([]catalog.Change, 0, len(r.puts)+len(r.deletes))
+	for _, a := range r.puts {
+		out = append(out, catalog.Change{Path: a.Path, Size: a.Size, Digest: a.Digest, ModTime: a.ModTime, Version: v})
+	}
+	for _, p := range r.deletes {
+		out = append(out, catalog.Change{Path: p, Deleted: true, Version: v})
+	}
+	return out
+}
+
 // known is what the database says about a path, for deciding whether a
 // file needs hashing.
 type known struct {
@@ -314,34 +327,65 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	if err != nil {
 		return res.sum, row.Version, err
 	}
-	// The blobs the scan copied in must be on disk before the database
-	// says they exist.
-	if b, ok := s.store.(store.Batcher); ok && len(res.imported) > 0 {
-		if err := b.Sync(res.imported); err != nil {
-			return res.sum, row.Version, err
-		}
-	}
 	scanned := s.now()
 	for _, msg := range res.skipped {
 		s.log.Warn("file left out of catalog", "catalog", name, "reason", msg)
 	}
 	unused := res.maybeUnused(have)
 	v, now := row.Version, s.now()
-	if !res.sum.Empty() || len(res.touches) > 0 {
-		if v, err = s.db.commit(ctx, row.ID, row.Version, res.puts, res.deletes, res.touches, res.sum, now, unused); err != nil {
-			return res.sum, row.Version, err
+	commit := func() error {
+		// The blobs the scan copied in must be on disk before the
+		// database says they exist.
+		if b, ok := s.store.(store.Batcher); ok && len(res.imported) > 0 {
+			if err := b.Sync(res.imported); err != nil {
+				return err
+			}
 		}
-	} else if err := s.db.queueUnused(ctx, unused); err != nil {
-		return res.sum, row.Version, err
+		if res.sum.Empty() && len(res.touches) == 0 {
+			return s.db.queueUnused(ctx, unused)
+		}
+		var err error
+		v, err = s.db.commit(ctx, row.ID, row.Version, res.puts, res.deletes, res.touches, res.sum, now, unused)
+		return err
 	}
 	if len(unused) > 0 {
 		defer s.kickReaper()
 	}
-	// Relays see a version only once it is signed; this also catches up
-	// a signing that failed before.
-	committed := s.now()
-	if err := s.sign(ctx, src, row.ID, v, len(have)+res.sum.Added); err != nil {
-		return res.sum, row.Version, err
+	// Relays see a version only once it is signed. A version made of this
+	// scan's changes alone is signed while it is committed, and published
+	// once both are done; otherwise (a signing that failed before, the
+	// first signing) sign catches up from the database afterwards.
+	var committed time.Time
+	expected := len(have) + res.sum.Added
+	if changes := res.changes(row.Version + 1); len(changes) > 0 {
+		done := make(chan struct{})
+		var commitErr error
+		go func() {
+			defer close(done)
+			commitErr = commit()
+			committed = s.now()
+		}()
+		ready := func() error { <-done; return commitErr }
+		alongside, signErr := s.signAlongside(ctx, src, row.ID, row.Version+1, expected, changes, ready)
+		if err := ready(); err != nil {
+			return res.sum, row.Version, err
+		}
+		if alongside && signErr != nil {
+			return res.sum, row.Version, signErr
+		}
+		if !alongside {
+			if err := s.sign(ctx, src, row.ID, v, expected); err != nil {
+				return res.sum, row.Version, err
+			}
+		}
+	} else {
+		if err := commit(); err != nil {
+			return res.sum, row.Version, err
+		}
+		committed = s.now()
+		if err := s.sign(ctx, src, row.ID, v, expected); err != nil {
+			return res.sum, row.Version, err
+		}
 	}
 	signed := s.now()
 	if v == row.Version {
@@ -357,7 +401,7 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	s.metrics.catalogVersion.WithLabelValues(name).Set(float64(v))
 	s.notify(httpapi.Event{Type: httpapi.EventCatalog, Catalog: name, Version: v})
 	s.log.Debug("publish phases", "catalog", name, "version", v, "scan", scanned.Sub(start),
-		"commit", committed.Sub(scanned), "sign", signed.Sub(committed), "apply", s.now().Sub(signed))
+		"commit", committed.Sub(scanned), "sign", signed.Sub(scanned), "apply", s.now().Sub(signed))
 	if !res.sum.Empty() {
 		s.log.Info("catalog published", "catalog", name, "version", v,
 			"added", res.sum.Added, "changed", res.sum.Changed, "removed", res.sum.Removed,

@@ -145,6 +145,36 @@ func (s *Server) sign(ctx context.Context, src config.CatalogSource, id int64, v
 	return nil
 }
 
+// signAlongside signs version v of catalog src, made of changes, while
+// the caller commits it: ready waits for the commit, and the new metadata
+// is published only if it succeeded (tufrepo.ApplyWhen). It reports false,
+// doing nothing, unless the metadata is at version v-1: sign then catches
+// up from the database once the commit is done.
+func (s *Server) signAlongside(ctx context.Context, src config.CatalogSource, id int64, v uint64, expected int, changes []catalog.Change, ready func() error) (bool, error) {
+	signed, err := s.db.signedVersion(ctx, id)
+	if err != nil || signed == 0 || signed != v-1 {
+		return false, nil
+	}
+	r, err := s.repo(src, expected)
+	if err != nil {
+		return false, nil
+	}
+	start := s.now()
+	c, err := r.ApplyWhen(changes, s.now(), ready)
+	if err != nil {
+		if ready() != nil {
+			return true, err // the commit failed: nothing to sign
+		}
+		return true, fmt.Errorf("directory: sign %s version %d: %w", src.Name, v, err)
+	}
+	if err := s.db.setSigned(ctx, id, v); err != nil {
+		return true, err
+	}
+	s.log.Info("catalog signed", "catalog", src.Name, "version", v, "bins", len(c.Bins),
+		"snapshot", c.Snapshot, "took", s.now().Sub(start).Round(time.Millisecond))
+	return true, nil
+}
+
 // renewSignatures re-signs metadata close to expiry and drops superseded
 // versions, for every catalog with a repository.
 func (s *Server) renewSignatures(prune bool) {

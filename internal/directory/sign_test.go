@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/config"
 	"github.com/opendistribution/odi/internal/httpapi"
 	"github.com/opendistribution/odi/internal/tufrepo"
 )
@@ -151,4 +153,43 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A scan's version is signed while it is committed; if the commit fails,
+// relays must see nothing of it.
+func TestSigningAlongsideAFailedCommitPublishesNothing(t *testing.T) {
+	f := newFixture(t, map[string]string{"a.txt": "alpha"})
+	v1 := f.publish()
+	timestamp := func() string { return body(t, f.get("/c/demo/tuf/timestamp.json")) }
+	before := timestamp()
+	src := config.CatalogSource{Name: "demo", Path: f.src}
+	never := catalog.DigestOf([]byte("never imported"))
+	_, _, err := f.srv.publishWith(context.Background(), src, func(row catalogRow) (scanResult, map[string]known, error) {
+		// A blob the store cannot make durable fails the commit.
+		return scanResult{
+			puts:     []catalog.Artifact{{Path: "b.txt", Size: 14, Digest: never, ModTime: time.Now()}},
+			imported: []catalog.Digest{never},
+			sum:      catalog.Summary{Added: 1},
+		}, map[string]known{}, nil
+	})
+	if err == nil {
+		t.Fatal("publish succeeded with a blob that is not in the store")
+	}
+	if after := timestamp(); after != before {
+		t.Fatalf("a failed commit changed the published timestamp:\n%s\n%s", before, after)
+	}
+	if resp := f.get("/r/demo/b.txt"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("b.txt = %d after a failed commit", resp.StatusCode)
+	}
+	// The next publish signs and publishes normally.
+	f.write("c.txt", "charlie")
+	if v := f.publish(); v != v1+1 {
+		t.Fatalf("version after the failed commit = %d, want %d", v, v1+1)
+	}
+	if timestamp() == before {
+		t.Error("the next publish did not publish")
+	}
+	if got := body(t, f.get("/r/demo/c.txt")); got != "charlie" {
+		t.Errorf("c.txt = %q", got)
+	}
 }

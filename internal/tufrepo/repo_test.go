@@ -3,6 +3,7 @@ package tufrepo_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -496,5 +497,55 @@ func TestRepositoryConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if st := repo.Status(); st.Artifacts != 200 {
 		t.Fatalf("artifacts %d", st.Artifacts)
+	}
+}
+
+// ApplyWhen publishes only once ready succeeds, and ready runs with the new
+// bins and snapshot on disk but not yet named by the timestamp.
+func TestApplyWhenPublishesOnlyWhenReady(t *testing.T) {
+	repo := tuftest.New(t, tuftest.Options{Artifacts: 200, OnlineOnly: true})
+	s := tuftest.ServeRepo(t, repo)
+	c := newClient(t, s, repo.TrustedRoot(t))
+	ctx := context.Background()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := tuftest.ArtifactPath(3)
+	body := []byte("second edition")
+	change := []catalog.Change{{Path: p, Size: int64(len(body)), Digest: catalog.DigestOf(body), Version: 2}}
+	before := repo.Status()
+	refused := errors.New("the database did not commit")
+	calls := 0
+	_, err := repo.ApplyWhen(change, repo.Now.Add(time.Minute), func() error {
+		calls++
+		snap := fmt.Sprintf("%d.snapshot.json", before.Snapshot+1)
+		if _, err := os.Stat(filepath.Join(repo.Dir, snap)); err != nil {
+			t.Errorf("ready called before the new snapshot was written: %v", err)
+		}
+		return refused
+	})
+	if !errors.Is(err, refused) || calls != 1 {
+		t.Fatalf("ApplyWhen with a failing ready = %v after %d calls", err, calls)
+	}
+	if after := repo.Status(); after.Snapshot != before.Snapshot || after.Timestamp != before.Timestamp {
+		t.Fatalf("a refused commit changed the repository: %+v -> %+v", before, after)
+	}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Target(ctx, p); err != nil || info.Digest != tuftest.Artifact(p).Digest {
+		t.Fatalf("after a refused commit a client sees %+v, %v; want the old artifact", info, err)
+	}
+
+	// Ready: published, and the same change applies cleanly over the
+	// files the refused attempt left.
+	if _, err := repo.ApplyWhen(change, repo.Now.Add(2*time.Minute), func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Target(ctx, p); err != nil || info.Digest != catalog.DigestOf(body) {
+		t.Fatalf("after the commit a client sees %+v, %v; want the new artifact", info, err)
 	}
 }

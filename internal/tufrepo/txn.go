@@ -38,6 +38,10 @@ type txn struct {
 	// unsynced names the files written without an fsync, which finish
 	// makes durable together before it writes the timestamp.
 	unsynced []string
+
+	// ready, when set, must succeed before finish writes the timestamp
+	// (see ApplyWhen).
+	ready func() error
 }
 
 type binUpdate struct {
@@ -263,6 +267,12 @@ func (t *txn) finish() (*Commit, error) {
 	if err := syncFiles(r.dir, append(t.unsynced, stateFile)); err != nil {
 		r.bins = oldBins
 		return nil, err
+	}
+	if t.ready != nil {
+		if err := t.ready(); err != nil {
+			r.bins = oldBins
+			return nil, err
+		}
 	}
 	if timestamp != r.timestamp {
 		if err := syncDir(r.dir); err != nil {

@@ -140,7 +140,7 @@ func Init(dir string, in InitOptions, opts Options, now time.Time) (*Repository,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.canSignOnline() {
-		if _, err := r.applyLocked(nil, now); err != nil {
+		if _, err := r.applyLocked(nil, now, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -190,6 +190,18 @@ func targetFile(size int64, d catalog.Digest) *metadata.TargetFiles {
 // (O(bins)). It needs the online keys only; if the catalog has outgrown
 // its bins and the targets keys are loaded, it also re-bins.
 func (r *Repository) Apply(changes []catalog.Change, now time.Time) (*Commit, error) {
+	return r.ApplyWhen(changes, now, nil)
+}
+
+// ApplyWhen is Apply, publishing only if ready succeeds: it is called once
+// the new bins and snapshot are on disk, before the timestamp that makes
+// them current is written. A caller recording the same version elsewhere
+// (the directory's database) signs while it commits, and makes relays
+// wait for neither. If ready fails, clients see nothing new and ApplyWhen
+// returns its error; the files written stay unreferenced until a later
+// commit overwrites them or Prune removes them. ready is called at most
+// once, and not at all when signing fails first.
+func (r *Repository) ApplyWhen(changes []catalog.Change, now time.Time, ready func() error) (*Commit, error) {
 	for i := range changes {
 		if err := validateChange(&changes[i]); err != nil {
 			return nil, err
@@ -197,7 +209,7 @@ func (r *Repository) Apply(changes []catalog.Change, now time.Time) (*Commit, er
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c, err := r.applyLocked(changes, now)
+	c, err := r.applyLocked(changes, now, ready)
 	if err != nil {
 		return nil, err
 	}
@@ -226,8 +238,13 @@ func (r *Repository) artifactCount() int {
 	return n
 }
 
-func (r *Repository) applyLocked(changes []catalog.Change, now time.Time) (*Commit, error) {
+func (r *Repository) applyLocked(changes []catalog.Change, now time.Time, ready func() error) (*Commit, error) {
 	if len(changes) == 0 && r.snapshot != nil {
+		if ready != nil {
+			if err := ready(); err != nil {
+				return nil, err
+			}
+		}
 		return r.versions(), nil
 	}
 	bits := r.bits()
@@ -244,6 +261,7 @@ func (r *Repository) applyLocked(changes []catalog.Change, now time.Time) (*Comm
 		byBin[name] = append(byBin[name], &changes[i])
 	}
 	t := r.begin(now)
+	t.ready = ready
 	jobs := make([]binJob, 0, len(byBin))
 	for name, chs := range byBin {
 		jobs = append(jobs, func() (map[string]binOut, error) {
@@ -429,7 +447,7 @@ func (r *Repository) Renew(now time.Time) (*Commit, error) {
 	exp := r.opts.Expiry
 	if r.snapshot == nil {
 		// Initialized offline; complete it now that we run with online keys.
-		return r.applyLocked(nil, now)
+		return r.applyLocked(nil, now, nil)
 	}
 	t := r.begin(now)
 	if due(r.root.Signed.Expires, now, exp.Root) && r.canSign(r.root.Signed.Roles[metadata.ROOT]) {
