@@ -153,13 +153,8 @@ type stateDB struct {
 }
 
 func openState(ctx context.Context, path string) (*stateDB, error) {
-	db, err := sqlitedb.OpenMigrated(ctx, path, schema)
+	db, w, err := sqlitedb.OpenDaemon(ctx, path, schema)
 	if err != nil {
-		return nil, err
-	}
-	w, err := sqlitedb.OpenWriter(path)
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	return &stateDB{db: db, w: w}, nil
@@ -259,8 +254,8 @@ func queueUnused(ctx context.Context, tx *sql.Tx, ds []catalog.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	err := execRows(ctx, tx, `INSERT OR IGNORE INTO unused (sha256) VALUES `, "(?)", "", len(ds),
-		func(i int, args []any) []any { return append(args, ds[i][:]) })
+	err := sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{Head: `INSERT OR IGNORE INTO unused (sha256) VALUES `, Group: "(?)"}, len(ds),
+		func(i int, vals []any) []any { return append(vals, ds[i][:]) })
 	if err != nil {
 		return fmt.Errorf("directory: queue unused blobs: %w", err)
 	}
@@ -318,59 +313,10 @@ func (s *stateDB) forgetUnused(ctx context.Context, ds []catalog.Digest) error {
 	return tx.Commit()
 }
 
-// rowsPerStatement is how many rows execRows puts in one statement: a
-// commit of a few hundred changes then runs a handful of statements, not
-// a thousand (each one a round through database/sql and the driver).
-const rowsPerStatement = 100
-
-// execRows runs head, then one group of placeholders per row, then tail,
-// for n rows, rowsPerStatement to a statement; args appends the values of
-// row i.
-func execRows(ctx context.Context, tx *sql.Tx, head, group, tail string, n int, args func(i int, args []any) []any) error {
-	var st *sql.Stmt
-	defer func() {
-		if st != nil {
-			st.Close()
-		}
-	}()
-	for lo := 0; lo < n; lo += rowsPerStatement {
-		hi := min(n, lo+rowsPerStatement)
-		if st == nil || hi-lo < rowsPerStatement {
-			if st != nil {
-				st.Close()
-			}
-			var err error
-			if st, err = tx.PrepareContext(ctx, head+strings.Repeat(group+", ", hi-lo-1)+group+tail); err != nil {
-				return err
-			}
-		}
-		vals := make([]any, 0, (hi-lo)*strings.Count(group, "?"))
-		for i := lo; i < hi; i++ {
-			vals = args(i, vals)
-		}
-		if _, err := st.ExecContext(ctx, vals...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// deletePaths deletes n paths of catalog id from table, many to a
+// pathsIn deletes rows of catalog id from table by path, many to a
 // statement.
-func deletePaths(ctx context.Context, tx *sql.Tx, table string, id int64, n int, path func(i int) string) error {
-	for lo := 0; lo < n; lo += rowsPerStatement {
-		hi := min(n, lo+rowsPerStatement)
-		args := make([]any, 0, hi-lo+1)
-		args = append(args, id)
-		for i := lo; i < hi; i++ {
-			args = append(args, path(i))
-		}
-		q := `DELETE FROM ` + table + ` WHERE catalog = ? AND path IN (?` + strings.Repeat(", ?", hi-lo-1) + `)`
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return err
-		}
-	}
-	return nil
+func pathsIn(table string, id int64) sqlitedb.Rows {
+	return sqlitedb.Rows{Head: `DELETE FROM ` + table + ` WHERE catalog = ? AND path IN (`, Group: "?", Tail: ")", Prefix: []any{id}}
 }
 
 // commitWith is commit, running extra inside the same transaction with
@@ -392,22 +338,26 @@ func (s *stateDB) commitWith(ctx context.Context, id int64, from uint64, puts []
 	if len(puts) == 0 && len(deletes) == 0 {
 		v = from // only touches: no new version
 	}
-	err = execRows(ctx, tx, `INSERT INTO artifacts (catalog, path, size, sha256, mtime, version, phash) VALUES `, "(?, ?, ?, ?, ?, ?, ?)",
-		` ON CONFLICT (catalog, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, mtime = excluded.mtime, version = excluded.version`,
-		len(puts), func(i int, args []any) []any {
-			a := &puts[i]
-			return append(args, id, a.Path, a.Size, a.Digest[:], a.ModTime.UnixNano(), v, phashOf(a.Path))
-		})
+	err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{
+		Head:  `INSERT INTO artifacts (catalog, path, size, sha256, mtime, version, phash) VALUES `,
+		Group: "(?, ?, ?, ?, ?, ?, ?)",
+		Tail:  ` ON CONFLICT (catalog, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, mtime = excluded.mtime, version = excluded.version`,
+	}, len(puts), func(i int, vals []any) []any {
+		a := &puts[i]
+		return append(vals, id, a.Path, a.Size, a.Digest[:], a.ModTime.UnixNano(), v, phashOf(a.Path))
+	})
 	if err == nil {
-		err = deletePaths(ctx, tx, "tombstones", id, len(puts), func(i int) string { return puts[i].Path })
+		err = sqlitedb.ExecRows(ctx, tx, pathsIn("tombstones", id), len(puts), func(i int, vals []any) []any { return append(vals, puts[i].Path) })
 	}
 	if err == nil {
-		err = deletePaths(ctx, tx, "artifacts", id, len(deletes), func(i int) string { return deletes[i] })
+		err = sqlitedb.ExecRows(ctx, tx, pathsIn("artifacts", id), len(deletes), func(i int, vals []any) []any { return append(vals, deletes[i]) })
 	}
 	if err == nil {
-		err = execRows(ctx, tx, `INSERT INTO tombstones (catalog, path, version) VALUES `, "(?, ?, ?)",
-			` ON CONFLICT (catalog, path) DO UPDATE SET version = excluded.version`,
-			len(deletes), func(i int, args []any) []any { return append(args, id, deletes[i], v) })
+		err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{
+			Head:  `INSERT INTO tombstones (catalog, path, version) VALUES `,
+			Group: "(?, ?, ?)",
+			Tail:  ` ON CONFLICT (catalog, path) DO UPDATE SET version = excluded.version`,
+		}, len(deletes), func(i int, vals []any) []any { return append(vals, id, deletes[i], v) })
 	}
 	if err != nil {
 		return 0, fmt.Errorf("directory: commit: %w", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opendistribution/odi/internal/catalog"
+	"github.com/opendistribution/odi/internal/sqlitedb"
 )
 
 // A commit writes its rows many to a statement; counts on either side of
@@ -27,7 +28,7 @@ func TestCommitOfManyChangesKeepsEveryRow(t *testing.T) {
 	art := func(i, gen int) catalog.Artifact {
 		return catalog.Artifact{Path: fmt.Sprintf("p/%04d", i), Size: int64(i + gen), Digest: catalog.DigestOf([]byte(fmt.Sprint(i, gen))), ModTime: now}
 	}
-	n := 2*rowsPerStatement + 37
+	n := 2*sqlitedb.RowsPerStatement + 37
 	var puts []catalog.Artifact
 	for i := range n {
 		puts = append(puts, art(i, 0))
@@ -36,15 +37,15 @@ func TestCommitOfManyChangesKeepsEveryRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The second version changes the first rowsPerStatement+1 paths,
-	// deletes the next rowsPerStatement+3 and queues as many blobs.
+	// The second version changes the first sqlitedb.RowsPerStatement+1 paths,
+	// deletes the next sqlitedb.RowsPerStatement+3 and queues as many blobs.
 	var changed []catalog.Artifact
 	var deleted []string
 	var unused []catalog.Digest
-	for i := range rowsPerStatement + 1 {
+	for i := range sqlitedb.RowsPerStatement + 1 {
 		changed = append(changed, art(i, 1))
 	}
-	for i := rowsPerStatement + 1; i < 2*rowsPerStatement+4; i++ {
+	for i := sqlitedb.RowsPerStatement + 1; i < 2*sqlitedb.RowsPerStatement+4; i++ {
 		deleted = append(deleted, art(i, 0).Path)
 		unused = append(unused, art(i, 0).Digest)
 	}

@@ -53,17 +53,20 @@ CREATE TABLE settings (
 ALTER TABLE catalogs ADD COLUMN share TEXT NOT NULL DEFAULT '';
 `)
 
-type stateDB struct{ db *sql.DB }
+type stateDB struct {
+	db *sql.DB // reads
+	w  *sql.DB // writes, on one connection (sqlitedb.OpenWriter)
+}
 
 func openState(ctx context.Context, path string) (*stateDB, error) {
-	db, err := sqlitedb.OpenMigrated(ctx, path, schema)
+	db, w, err := sqlitedb.OpenDaemon(ctx, path, schema)
 	if err != nil {
 		return nil, err
 	}
-	return &stateDB{db: db}, nil
+	return &stateDB{db: db, w: w}, nil
 }
 
-func (s *stateDB) Close() error { return s.db.Close() }
+func (s *stateDB) Close() error { return errors.Join(s.w.Close(), s.db.Close()) }
 
 type enrollment struct {
 	RelayID      string
@@ -83,7 +86,7 @@ func (s *stateDB) enrollment(ctx context.Context, dir string) (enrollment, bool,
 }
 
 func (s *stateDB) saveEnrollment(ctx context.Context, dir string, e enrollment, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO enrollment (directory, relay_id, directory_key, enrolled) VALUES (?, ?, ?, ?)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO enrollment (directory, relay_id, directory_key, enrolled) VALUES (?, ?, ?, ?)
 		ON CONFLICT (directory) DO UPDATE SET relay_id = excluded.relay_id, directory_key = excluded.directory_key, enrolled = excluded.enrolled`,
 		dir, e.RelayID, e.DirectoryKey, now.UnixNano())
 	if err != nil {
@@ -155,31 +158,40 @@ func (s *stateDB) load(ctx context.Context, cat func(name string, v uint64, expi
 // applyChanges records a catalog's new version and its changed entries in
 // one transaction.
 func (s *stateDB) applyChanges(ctx context.Context, name string, v uint64, changes []catalog.Change) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
 	}
 	defer tx.Rollback()
-	put, err := tx.PrepareContext(ctx, `INSERT INTO entries (catalog, path, sha256, size) VALUES (?, ?, ?, ?)
-		ON CONFLICT (catalog, path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size`)
+	// The last change of a path wins; puts and deletions are then
+	// disjoint and each goes in batches.
+	last := make(map[string]int, len(changes))
+	for i, c := range changes {
+		last[c.Path] = i
+	}
+	var puts, dels []*catalog.Change
+	for i := range changes {
+		if c := &changes[i]; last[c.Path] == i {
+			if c.Deleted {
+				dels = append(dels, c)
+			} else {
+				puts = append(puts, c)
+			}
+		}
+	}
+	err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{
+		Head:  `INSERT INTO entries (catalog, path, sha256, size) VALUES `,
+		Group: "(?, ?, ?, ?)",
+		Tail:  ` ON CONFLICT (catalog, path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size`,
+	}, len(puts), func(i int, vals []any) []any {
+		return append(vals, name, puts[i].Path, puts[i].Digest[:], puts[i].Size)
+	})
+	if err == nil {
+		err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{Head: `DELETE FROM entries WHERE catalog = ? AND path IN (`, Group: "?", Tail: ")", Prefix: []any{name}},
+			len(dels), func(i int, vals []any) []any { return append(vals, dels[i].Path) })
+	}
 	if err != nil {
 		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
-	}
-	defer put.Close()
-	del, err := tx.PrepareContext(ctx, `DELETE FROM entries WHERE catalog = ? AND path = ?`)
-	if err != nil {
-		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
-	}
-	defer del.Close()
-	for _, c := range changes {
-		if c.Deleted {
-			_, err = del.ExecContext(ctx, name, c.Path)
-		} else {
-			_, err = put.ExecContext(ctx, name, c.Path, c.Digest[:], c.Size)
-		}
-		if err != nil {
-			return fmt.Errorf("relay: apply %s@%d: %s: %w", name, v, c.Path, err)
-		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO catalogs (name, version) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version`, name, v); err != nil {
 		return fmt.Errorf("relay: apply %s@%d: %w", name, v, err)
@@ -199,20 +211,15 @@ func (s *stateDB) deleteBlobs(ctx context.Context, ds []catalog.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("relay: forget blobs: %w", err)
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `DELETE FROM blobs WHERE sha256 = ?`)
+	err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{Head: `DELETE FROM blobs WHERE sha256 IN (`, Group: "?", Tail: ")"},
+		len(ds), func(i int, vals []any) []any { return append(vals, ds[i][:]) })
 	if err != nil {
 		return fmt.Errorf("relay: forget blobs: %w", err)
-	}
-	defer st.Close()
-	for _, d := range ds {
-		if _, err := st.ExecContext(ctx, d[:]); err != nil {
-			return fmt.Errorf("relay: forget blob %s: %w", d, err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("relay: forget blobs: %w", err)
@@ -221,22 +228,21 @@ func (s *stateDB) deleteBlobs(ctx context.Context, ds []catalog.Digest) error {
 }
 
 func (s *stateDB) putBlobs(ctx context.Context, ds []catalog.Digest, sts []store.Stamp, access time.Time) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("relay: record blobs: %w", err)
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `INSERT INTO blobs (sha256, size, stamp_mtime, stamp_inode, stamp_ctime, last_access) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, stamp_mtime = excluded.stamp_mtime, stamp_inode = excluded.stamp_inode, stamp_ctime = excluded.stamp_ctime`)
+	err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{
+		Head:  `INSERT INTO blobs (sha256, size, stamp_mtime, stamp_inode, stamp_ctime, last_access) VALUES `,
+		Group: "(?, ?, ?, ?, ?, ?)",
+		Tail:  ` ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, stamp_mtime = excluded.stamp_mtime, stamp_inode = excluded.stamp_inode, stamp_ctime = excluded.stamp_ctime`,
+	}, len(ds), func(i int, vals []any) []any {
+		st := sts[i]
+		return append(vals, ds[i][:], st.Size, st.ModTime, st.Inode, st.Ctime, access.UnixNano())
+	})
 	if err != nil {
 		return fmt.Errorf("relay: record blobs: %w", err)
-	}
-	defer st.Close()
-	for i, d := range ds {
-		s := sts[i]
-		if _, err := st.ExecContext(ctx, d[:], s.Size, s.ModTime, s.Inode, s.Ctime, access.UnixNano()); err != nil {
-			return fmt.Errorf("relay: record blob %s: %w", d, err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("relay: record blobs: %w", err)
@@ -245,7 +251,7 @@ func (s *stateDB) putBlobs(ctx context.Context, ds []catalog.Digest, sts []store
 }
 
 func (s *stateDB) setExpires(ctx context.Context, name string, exp time.Time) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE catalogs SET expires = ? WHERE name = ?`, exp.UnixNano(), name); err != nil {
+	if _, err := s.w.ExecContext(ctx, `UPDATE catalogs SET expires = ? WHERE name = ?`, exp.UnixNano(), name); err != nil {
 		return fmt.Errorf("relay: record signature expiry: %w", err)
 	}
 	return nil
@@ -264,7 +270,7 @@ func (s *stateDB) setting(ctx context.Context, key string) (string, error) {
 }
 
 func (s *stateDB) setSetting(ctx context.Context, key, value string) error {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
 		return fmt.Errorf("relay: save setting %s: %w", key, err)
 	}
 	return nil
@@ -275,15 +281,15 @@ func (s *stateDB) deletePaths(ctx context.Context, name string, paths []string) 
 	if len(paths) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("relay: delete paths: %w", err)
 	}
 	defer tx.Rollback()
-	for _, p := range paths {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE catalog = ? AND path = ?`, name, p); err != nil {
-			return fmt.Errorf("relay: delete path %s: %w", p, err)
-		}
+	err = sqlitedb.ExecRows(ctx, tx, sqlitedb.Rows{Head: `DELETE FROM entries WHERE catalog = ? AND path IN (`, Group: "?", Tail: ")", Prefix: []any{name}},
+		len(paths), func(i int, vals []any) []any { return append(vals, paths[i]) })
+	if err != nil {
+		return fmt.Errorf("relay: delete paths: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("relay: delete paths: %w", err)
@@ -296,7 +302,7 @@ func (s *stateDB) setAccess(ctx context.Context, ds []catalog.Digest, at []int64
 	if len(ds) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("relay: record access times: %w", err)
 	}
@@ -319,12 +325,12 @@ func (s *stateDB) setShare(ctx context.Context, name string, sh share) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE catalogs SET share = ? WHERE name = ?`, string(b), name)
+	res, err := s.w.ExecContext(ctx, `UPDATE catalogs SET share = ? WHERE name = ?`, string(b), name)
 	if err != nil {
 		return fmt.Errorf("relay: record share of %s: %w", name, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		_, err = s.db.ExecContext(ctx, `INSERT INTO catalogs (name, version, share) VALUES (?, 0, ?)`, name, string(b))
+		_, err = s.w.ExecContext(ctx, `INSERT INTO catalogs (name, version, share) VALUES (?, 0, ?)`, name, string(b))
 		if err != nil {
 			return fmt.Errorf("relay: record share of %s: %w", name, err)
 		}

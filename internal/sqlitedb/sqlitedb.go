@@ -166,3 +166,17 @@ func OpenMigrated(ctx context.Context, path string, schema []Step) (*sql.DB, err
 	}
 	return db, nil
 }
+
+// OpenDaemon opens the database at path migrated to schema, as a daemon
+// uses it: a pool of connections for reads, and one (OpenWriter) for
+// writes.
+func OpenDaemon(ctx context.Context, path string, schema []Step) (db, w *sql.DB, err error) {
+	if db, err = OpenMigrated(ctx, path, schema); err != nil {
+		return nil, nil, err
+	}
+	if w, err = OpenWriter(path); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, w, nil
+}
