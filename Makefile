@@ -25,7 +25,8 @@ FUZZ_TARGETS = \
 	internal/tufrepo:FuzzClientBin \
 	internal/tufrepo:FuzzParseHashedTargetName \
 	internal/tufrepo:FuzzParsePrivateKey \
-	internal/tufrepo:FuzzFastBin
+	internal/tufrepo:FuzzFastBin \
+	internal/tufrepo:FuzzFastSnapshot
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -16,7 +16,7 @@ import (
 
 // snapshotRoot returns a root whose snapshot role needs threshold of n
 // new ed25519 keys, and the keys.
-func snapshotRoot(t *testing.T, n, threshold int) (*metadata.Metadata[metadata.RootType], []*PrivateKey) {
+func snapshotRoot(t testing.TB, n, threshold int) (*metadata.Metadata[metadata.RootType], []*PrivateKey) {
 	t.Helper()
 	root := metadata.Root(time.Now().Add(time.Hour))
 	keys := make([]*PrivateKey, n)
@@ -155,4 +155,40 @@ func TestFastSnapshotRefusesBadSignatures(t *testing.T) {
 func signSnapshotBytes(keys []*PrivateKey, signed string) []byte {
 	data, _ := encodeSigned(keys, []byte(signed))
 	return data
+}
+
+// Whatever bytes the fast path accepts as a snapshot must be exactly the
+// canonical encoding of what it read, and go-tuf must accept them too,
+// reading the same thing.
+func FuzzFastSnapshot(f *testing.F) {
+	root, keys := snapshotRoot(f, 1, 1)
+	s := metadata.Snapshot(time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC))
+	s.Signed.Version = 3
+	s.Signed.Meta = randomMeta(mrand.New(mrand.NewPCG(3, 4)), 3)
+	good, err := encodeSnapshot(s, keys)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"signatures":[],"signed":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := verifyFastSnapshot(data, root)
+		if err != nil {
+			return
+		}
+		_, signed, _ := splitCanonical(data)
+		if got := encodeSnapshotSigned(m.Signed.Version, m.Signed.Expires, m.Signed.Meta); !bytes.Equal(got, signed) {
+			t.Fatalf("accepted a snapshot whose signed bytes are not canonical:\n%s\n%s", signed, got)
+		}
+		g, err := (&metadata.Metadata[metadata.SnapshotType]{}).FromBytes(data)
+		if err != nil {
+			t.Fatalf("go-tuf cannot read an accepted snapshot: %v", err)
+		}
+		if err := root.VerifyDelegate(metadata.SNAPSHOT, g); err != nil {
+			t.Fatalf("go-tuf refuses the signature of an accepted snapshot: %v", err)
+		}
+		if g.Signed.Version != m.Signed.Version || len(g.Signed.Meta) != len(m.Signed.Meta) {
+			t.Fatalf("go-tuf reads version %d, %d files; the fast path %d, %d", g.Signed.Version, len(g.Signed.Meta), m.Signed.Version, len(m.Signed.Meta))
+		}
+	})
 }
