@@ -1,7 +1,6 @@
 package tufrepo
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/hex"
 	"slices"
@@ -22,84 +21,16 @@ import (
 // for byte (TestMergeBinMatchesEncodeBin checks the result against
 // encodeBinSigned).
 
-// binEntry is one target of a canonical bin: its path, and the bytes of
-// the member ("path":{...}) in the file.
-type binEntry struct {
-	path string
-	raw  []byte
-}
-
-// parseBinEntries splits the targets of a bin file in the layout encodeBin
-// writes, in order, and returns its version. It reports false for anything
-// else.
-func parseBinEntries(data []byte) ([]binEntry, int64, bool) {
+// parseBinEntries returns the targets of a bin file in the layout encodeBin
+// writes, in order, and its version. It reports false for anything else.
+func parseBinEntries(data []byte) ([]binTarget, int64, bool) {
 	_, signed, ok := splitCanonical(data)
 	if !ok {
 		return nil, 0, false
 	}
-	const head = `{"_type":"targets","expires":`
-	p, ok := bytes.CutPrefix(signed, []byte(head))
-	if !ok {
-		return nil, 0, false
-	}
-	_, n, ok := readString(p)
-	if !ok {
-		return nil, 0, false
-	}
-	p = p[n:]
-	const spec = `,"spec_version":`
-	if p, ok = bytes.CutPrefix(p, []byte(spec)); !ok {
-		return nil, 0, false
-	}
-	if _, n, ok = readString(p); !ok {
-		return nil, 0, false
-	}
-	p = p[n:]
-	if p, ok = bytes.CutPrefix(p, []byte(`,"targets":{`)); !ok {
-		return nil, 0, false
-	}
-	var es []binEntry
-	const eh, em = `:{"hashes":{"sha256":"`, `"},"length":`
-	for len(p) > 0 && p[0] != '}' {
-		if len(es) > 0 {
-			if p[0] != ',' {
-				return nil, 0, false
-			}
-			p = p[1:]
-		}
-		path, n, ok := readString(p)
-		if !ok || (len(es) > 0 && path <= es[len(es)-1].path) {
-			return nil, 0, false
-		}
-		rest, ok := bytes.CutPrefix(p[n:], []byte(eh))
-		if !ok || len(rest) < 64 {
-			return nil, 0, false
-		}
-		for _, c := range rest[:64] {
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return nil, 0, false
-			}
-		}
-		if rest, ok = bytes.CutPrefix(rest[64:], []byte(em)); !ok {
-			return nil, 0, false
-		}
-		_, k, ok := readUint(rest)
-		if !ok || len(rest) <= k || rest[k] != '}' {
-			return nil, 0, false
-		}
-		end := len(p) - len(rest) + k + 1
-		es = append(es, binEntry{path: path, raw: p[:end]})
-		p = p[end:]
-	}
-	p, ok = bytes.CutPrefix(p, []byte(`},"version":`))
-	if !ok {
-		return nil, 0, false
-	}
-	v, n, ok := readUint(p)
-	if !ok || len(p) != n+1 || p[n] != '}' {
-		return nil, 0, false
-	}
-	return es, v, true
+	var ts []binTarget
+	_, v, ok := walkCanonicalBin(signed, func(t binTarget) { ts = append(ts, t) })
+	return ts, v, ok
 }
 
 // sortedChanges orders changes by path, keeping the last change of each
@@ -129,7 +60,7 @@ func sortedChanges(chs []*catalog.Change) ([]*catalog.Change, bool) {
 // mergeBinSigned returns the canonical "signed" part of a bin holding old
 // with changes (from sortedChanges) applied, at version and expires, and
 // its number of targets.
-func mergeBinSigned(old []binEntry, changes []*catalog.Change, version int64, expires time.Time) ([]byte, int) {
+func mergeBinSigned(old []binTarget, changes []*catalog.Change, version int64, expires time.Time) ([]byte, int) {
 	b := make([]byte, 0, 128+len(old)*160+len(changes)*160)
 	b = append(b, `{"_type":"targets","expires":`...)
 	b = appendString(b, expires.UTC().Format(time.RFC3339Nano))

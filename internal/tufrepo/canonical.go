@@ -1,7 +1,6 @@
 package tufrepo
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"maps"
@@ -98,63 +97,15 @@ func binSafe(targets map[string]*metadata.TargetFiles) bool {
 // directory reads only its own files this way: it does not verify them,
 // as it does not when go-tuf decodes them.
 func parseBinTargets(data []byte) (targets map[string]*metadata.TargetFiles, version int64, ok bool) {
-	i := bytes.Index(data, []byte(`"signed":{"_type":"targets","expires":`))
-	if i < 0 {
+	_, signed, ok := splitCanonical(data)
+	if !ok {
 		return nil, 0, false
 	}
-	rest := data[i:]
-	j := bytes.Index(rest, []byte(`,"targets":{`))
-	if j < 0 {
-		return nil, 0, false
-	}
-	p := rest[j+len(`,"targets":{`):]
 	targets = make(map[string]*metadata.TargetFiles)
-	const head, mid, tail = `:{"hashes":{"sha256":"`, `"},"length":`, `}`
-	for len(p) > 0 && p[0] != '}' {
-		if len(targets) > 0 {
-			if p[0] != ',' {
-				return nil, 0, false
-			}
-			p = p[1:]
-		}
-		path, n, good := readString(p)
-		if !good {
-			return nil, 0, false
-		}
-		p = p[n:]
-		if !bytes.HasPrefix(p, []byte(head)) || len(p) < len(head)+64 {
-			return nil, 0, false
-		}
-		sum := make([]byte, 32)
-		if _, err := hex.Decode(sum, p[len(head):len(head)+64]); err != nil {
-			return nil, 0, false
-		}
-		p = p[len(head)+64:]
-		if !bytes.HasPrefix(p, []byte(mid)) {
-			return nil, 0, false
-		}
-		p = p[len(mid):]
-		k := 0
-		for k < len(p) && p[k] >= '0' && p[k] <= '9' {
-			k++
-		}
-		length, err := strconv.ParseInt(string(p[:k]), 10, 64)
-		if err != nil || k == 0 || !bytes.HasPrefix(p[k:], []byte(tail)) {
-			return nil, 0, false
-		}
-		p = p[k+1:]
-		targets[path] = &metadata.TargetFiles{Length: length, Hashes: metadata.Hashes{"sha256": sum}, Path: path}
-	}
-	if !bytes.HasPrefix(p, []byte(`},"version":`)) {
-		return nil, 0, false
-	}
-	p = p[len(`},"version":`):]
-	k := 0
-	for k < len(p) && p[k] >= '0' && p[k] <= '9' {
-		k++
-	}
-	version, err := strconv.ParseInt(string(p[:k]), 10, 64)
-	if err != nil || !bytes.HasPrefix(p[k:], []byte("}}")) {
+	_, version, ok = walkCanonicalBin(signed, func(t binTarget) {
+		targets[t.path] = &metadata.TargetFiles{Length: t.length, Hashes: metadata.Hashes{"sha256": t.digest[:]}, Path: t.path}
+	})
+	if !ok {
 		return nil, 0, false
 	}
 	return targets, version, true

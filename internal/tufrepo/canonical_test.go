@@ -157,23 +157,7 @@ func TestEncodeSnapshotMatchesCJSON(t *testing.T) {
 }
 
 func TestEncodeSnapshotVerifiesWithGoTUF(t *testing.T) {
-	keys := make([]*PrivateKey, 2)
-	root := metadata.Root(time.Now().Add(time.Hour))
-	for i := range keys {
-		k, err := GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[i] = k
-		tk, err := metadata.KeyFromPublicKey(k.Public().Ed25519())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := root.Signed.AddKey(tk, metadata.SNAPSHOT); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root.Signed.Roles[metadata.SNAPSHOT].Threshold = 2
+	root, keys := snapshotRoot(t, 2, 2)
 	s := metadata.Snapshot(time.Now().Add(time.Hour).Truncate(time.Second))
 	s.Signed.Version = 5
 	s.Signed.Meta = randomMeta(rand.New(rand.NewPCG(7, 8)), 300)

@@ -125,78 +125,96 @@ func contains(list []string, s string) bool {
 // parseCanonicalBin parses the "signed" part of a bin in exactly the
 // layout encodeBinSigned writes.
 func parseCanonicalBin(s []byte) (*fastBin, error) {
-	const head = `{"_type":"targets","expires":`
-	if !bytes.HasPrefix(s, []byte(head)) {
-		return nil, errNotCanonical
-	}
-	p := s[len(head):]
-	expires, n, ok := readExpires(p)
+	b := &fastBin{targets: map[string]TargetInfo{}}
+	expires, v, ok := walkCanonicalBin(s, func(t binTarget) {
+		b.targets[t.path] = TargetInfo{Path: t.path, Length: t.length, Digest: t.digest}
+	})
 	if !ok {
 		return nil, errNotCanonical
 	}
+	b.expires, b.version = expires, v
+	return b, nil
+}
+
+// binTarget is one target of a canonical bin: its path, signed length and
+// digest, and the bytes of its member ("path":{...}) in the file.
+type binTarget struct {
+	path   string
+	length int64
+	digest catalog.Digest
+	raw    []byte
+}
+
+// walkCanonicalBin reads the "signed" part of a bin in exactly the layout
+// encodeBinSigned writes (target paths strictly increasing, so the bytes
+// are their own canonical form), calling each for every target in order.
+// It reports false for anything else.
+func walkCanonicalBin(s []byte, each func(binTarget)) (expires time.Time, version int64, ok bool) {
+	const head = `{"_type":"targets","expires":`
+	p, ok := bytes.CutPrefix(s, []byte(head))
+	if !ok {
+		return expires, 0, false
+	}
+	expires, n, ok := readExpires(p)
+	if !ok {
+		return expires, 0, false
+	}
 	p = p[n:]
 	const spec = `,"spec_version":`
-	if !bytes.HasPrefix(p, []byte(spec)) {
-		return nil, errNotCanonical
+	if p, ok = bytes.CutPrefix(p, []byte(spec)); !ok {
+		return expires, 0, false
 	}
-	if _, n, ok = readString(p[len(spec):]); !ok {
-		return nil, errNotCanonical
+	if _, n, ok = readString(p); !ok {
+		return expires, 0, false
 	}
-	p = p[len(spec)+n:]
-	const th = `,"targets":{`
-	if !bytes.HasPrefix(p, []byte(th)) {
-		return nil, errNotCanonical
+	if p, ok = bytes.CutPrefix(p[n:], []byte(`,"targets":{`)); !ok {
+		return expires, 0, false
 	}
-	p = p[len(th):]
-	b := &fastBin{expires: expires, targets: map[string]TargetInfo{}}
 	const eh, em = `:{"hashes":{"sha256":"`, `"},"length":`
-	last := ""
+	last, first := "", true
 	for len(p) > 0 && p[0] != '}' {
-		if len(b.targets) > 0 {
+		if !first {
 			if p[0] != ',' {
-				return nil, errNotCanonical
+				return expires, 0, false
 			}
 			p = p[1:]
 		}
-		path, n, ok := readString(p)
-		if !ok || (len(b.targets) > 0 && path <= last) {
-			return nil, errNotCanonical
+		t := binTarget{raw: p}
+		var n int
+		if t.path, n, ok = readString(p); !ok || (!first && t.path <= last) {
+			return expires, 0, false
 		}
-		last = path
-		p = p[n:]
-		if !bytes.HasPrefix(p, []byte(eh)) || len(p) < len(eh)+64 {
-			return nil, errNotCanonical
+		last, first = t.path, false
+		rest, ok := bytes.CutPrefix(p[n:], []byte(eh))
+		if !ok || len(rest) < 64 {
+			return expires, 0, false
 		}
-		var d catalog.Digest
-		hx := p[len(eh) : len(eh)+64]
-		for _, c := range hx {
+		for _, c := range rest[:64] {
 			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return nil, errNotCanonical
+				return expires, 0, false
 			}
 		}
-		hex.Decode(d[:], hx)
-		p = p[len(eh)+64:]
-		if !bytes.HasPrefix(p, []byte(em)) {
-			return nil, errNotCanonical
+		hex.Decode(t.digest[:], rest[:64])
+		if rest, ok = bytes.CutPrefix(rest[64:], []byte(em)); !ok {
+			return expires, 0, false
 		}
-		p = p[len(em):]
-		length, n, ok := readUint(p)
-		if !ok || len(p) <= n || p[n] != '}' {
-			return nil, errNotCanonical
+		if t.length, n, ok = readUint(rest); !ok || len(rest) <= n || rest[n] != '}' {
+			return expires, 0, false
 		}
-		p = p[n+1:]
-		b.targets[path] = TargetInfo{Path: path, Length: length, Digest: d}
+		rest = rest[n+1:]
+		t.raw = t.raw[:len(t.raw)-len(rest)]
+		each(t)
+		p = rest
 	}
 	const vh = `},"version":`
-	if !bytes.HasPrefix(p, []byte(vh)) {
-		return nil, errNotCanonical
+	if p, ok = bytes.CutPrefix(p, []byte(vh)); !ok {
+		return expires, 0, false
 	}
-	v, n, ok := readUint(p[len(vh):])
-	if !ok || len(p) != len(vh)+n+1 || p[len(p)-1] != '}' {
-		return nil, errNotCanonical
+	v, n, ok := readUint(p)
+	if !ok || len(p) != n+1 || p[n] != '}' {
+		return expires, 0, false
 	}
-	b.version = v
-	return b, nil
+	return expires, v, true
 }
 
 // readUint reads a canonical non-negative integer (no leading zeros).

@@ -149,12 +149,9 @@ func (t *txn) signBins(jobs []binJob) error {
 				m := metadata.Targets(expires)
 				m.Signed.Version = v
 				m.Signed.Targets = targets
-				if err := sign(m, keys); err != nil {
-					return err
-				}
 				var err error
-				if data, err = m.ToBytes(false); err != nil {
-					return fmt.Errorf("tufrepo: encode %s: %w", name, err)
+				if data, err = signedFile(m, keys, name); err != nil {
+					return err
 				}
 			}
 			if err := writeUnreferenced(t.r.dir, metaFileName(name, v), data); err != nil {
@@ -307,14 +304,7 @@ func encodeSnapshot(s *metadata.Metadata[metadata.SnapshotType], keys []*Private
 		s.Signatures = sigs
 		return data, nil
 	}
-	if err := sign(s, keys); err != nil {
-		return nil, err
-	}
-	data, err := s.ToBytes(false)
-	if err != nil {
-		return nil, fmt.Errorf("tufrepo: encode snapshot: %w", err)
-	}
-	return data, nil
+	return signedFile(s, keys, "snapshot")
 }
 
 func (t *txn) signTimestamp(root *metadata.Metadata[metadata.RootType], snapVersion, snapLen int64, snapHash []byte) (*metadata.Metadata[metadata.TimestampType], error) {

@@ -148,14 +148,24 @@ func Init(dir string, in InitOptions, opts Options, now time.Time) (*Repository,
 }
 
 func signAndWrite[T metadata.Roles](dir string, m *metadata.Metadata[T], keys []*PrivateKey, name string) error {
-	if err := sign(m, keys); err != nil {
+	data, err := signedFile(m, keys, name)
+	if err != nil {
 		return err
+	}
+	return writeAtomic(dir, name, data)
+}
+
+// signedFile signs m with keys and returns its file as go-tuf encodes it;
+// what names it in errors.
+func signedFile[T metadata.Roles](m *metadata.Metadata[T], keys []*PrivateKey, what string) ([]byte, error) {
+	if err := sign(m, keys); err != nil {
+		return nil, err
 	}
 	data, err := m.ToBytes(false)
 	if err != nil {
-		return fmt.Errorf("tufrepo: encode %s: %w", name, err)
+		return nil, fmt.Errorf("tufrepo: encode %s: %w", what, err)
 	}
-	return writeAtomic(dir, name, data)
+	return data, nil
 }
 
 // canSignOnline reports whether we hold the snapshot, timestamp and bins keys.
@@ -472,12 +482,9 @@ func (r *Repository) Renew(now time.Time) (*Commit, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := sign(targets, keys); err != nil {
-			return nil, err
-		}
-		data, err := targets.ToBytes(false)
+		data, err := signedFile(targets, keys, "targets")
 		if err != nil {
-			return nil, fmt.Errorf("tufrepo: encode targets: %w", err)
+			return nil, err
 		}
 		if err := t.writeTargets(targets, data); err != nil {
 			return nil, err
@@ -548,12 +555,9 @@ func (r *Repository) rebinLocked(bits int, fill func(bits int) []binJob, now tim
 	targets.Signed.Version++
 	targets.Signed.Expires = expiresAt(now, r.opts.Expiry.Targets)
 	targets.Signed.Delegations.SuccinctRoles.BitLength = bits
-	if err := sign(targets, keys); err != nil {
-		return nil, err
-	}
-	data, err := targets.ToBytes(false)
+	data, err := signedFile(targets, keys, "targets")
 	if err != nil {
-		return nil, fmt.Errorf("tufrepo: encode targets: %w", err)
+		return nil, err
 	}
 	t := r.begin(now)
 	if err := t.writeTargets(targets, data); err != nil {
