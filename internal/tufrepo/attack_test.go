@@ -58,16 +58,24 @@ func TestClientRefusesReplayedOlderTimestamp(t *testing.T) {
 	s.Set("timestamp.json", old)
 	wantVerification(t, c.Refresh(ctx), &metadata.ErrBadVersionNumber{})
 	// The refusal survives a restart: a new client over the same cache.
-	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
-		CacheDir: clientCache(t, c), HTTPClient: s.Client(), Now: func() time.Time { return repo.Now.Add(time.Hour) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := clientOver(t, repo, s, clientCache(t, c), func() time.Time { return repo.Now.Add(time.Hour) })
 	wantVerification(t, c2.Refresh(ctx), &metadata.ErrBadVersionNumber{})
 	// The first client still vouches for the newest state it verified.
 	if _, err := c.Target(ctx, "new/file"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// clientOver starts another client of repository repo, served by s, over
+// the cache folder dir (a restart), with the clock now.
+func clientOver(t *testing.T, repo *tuftest.Repo, s *tuftest.Server, dir string, now func() time.Time) *tufrepo.Client {
+	t.Helper()
+	c, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
+		CacheDir: dir, HTTPClient: s.Client(), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // bothLayouts runs a snapshot attack with the forged snapshot in the
@@ -192,11 +200,7 @@ func TestClientRefreshesWithoutGoTUFAndCachesWhatItVerified(t *testing.T) {
 			t.Errorf("cached %s is not the verified %s", cached, name)
 		}
 	}
-	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
-		CacheDir: clientCache(t, c), HTTPClient: s.Client(), Now: newClientNow})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := clientOver(t, repo, s, clientCache(t, c), newClientNow)
 	if err := c2.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -220,11 +224,7 @@ func TestClientKeepsRollbackProtectionAcrossRestartAfterRefusedSnapshot(t *testi
 	if _, err := os.Stat(filepath.Join(clientCache(t, c), "snapshot.json")); err != nil {
 		t.Fatalf("the trusted snapshot is gone from the cache: %v", err)
 	}
-	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
-		CacheDir: clientCache(t, c), HTTPClient: s.Client(), Now: newClientNow})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := clientOver(t, repo, s, clientCache(t, c), newClientNow)
 	wantVerification(t, c2.Refresh(ctx), &metadata.ErrBadVersionNumber{})
 	if _, err := c.Target(ctx, tuftest.ArtifactPath(0)); err != nil {
 		t.Fatalf("the first client stopped vouching for what it verified: %v", err)
@@ -243,11 +243,7 @@ func TestClientRestoresSnapshotSetAsideByInterruptedRefresh(t *testing.T) {
 	f := newForger(t, repo, s)
 	bin := tufrepo.BinFor(tuftest.ArtifactPath(0), 4)
 	f.snapshot(func(s *metadata.SnapshotType) { delete(s.Meta, bin+".json") })
-	c2, err := tufrepo.NewClient(tufrepo.ClientConfig{MetadataURL: s.MetadataURL(), TrustedRoot: repo.TrustedRoot(t),
-		CacheDir: dir, HTTPClient: s.Client(), Now: newClientNow})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := clientOver(t, repo, s, dir, newClientNow)
 	wantVerification(t, c2.Refresh(ctx), &metadata.ErrRepository{})
 }
 
@@ -742,5 +738,76 @@ func TestTargetCheckRejectsTamperedByte(t *testing.T) {
 	longer := append(tuftest.Content(p), '!')
 	if err := info.Check(int64(len(longer)), catalog.DigestOf(longer)); !errors.As(err, &me) || me.GotLength != info.Length+1 {
 		t.Fatalf("longer than signed: %v", err)
+	}
+}
+
+// steadyClient is a client of a repository signed with exp, whose clock
+// the test moves (*now), having refreshed once half an hour after signing.
+func steadyClient(t *testing.T, exp tufrepo.Expiry) (*tuftest.Repo, *tuftest.Server, *tufrepo.Client, *time.Time) {
+	t.Helper()
+	repo := tuftest.New(t, tuftest.Options{Artifacts: 50, Expiry: exp})
+	s := tuftest.ServeRepo(t, repo)
+	now := repo.Now.Add(30 * time.Minute)
+	c := clientOver(t, repo, s, t.TempDir(), func() time.Time { return now })
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return repo, s, c, &now
+}
+
+// A refresh that finds the timestamp unchanged still refuses it once it
+// has expired: a frozen directory is not a fresh one.
+func TestClientRefusesUnchangedTimestampOnceExpired(t *testing.T) {
+	_, _, c, now := steadyClient(t, tufrepo.Expiry{Timestamp: time.Hour})
+	*now = now.Add(2 * time.Hour)
+	wantExpired(t, c.Refresh(ctx), "timestamp")
+}
+
+// A new timestamp naming the snapshot already held does not make that
+// snapshot fresh again.
+func TestClientRefusesHeldSnapshotOnceExpired(t *testing.T) {
+	repo, s, c, now := steadyClient(t, tufrepo.Expiry{Snapshot: time.Hour})
+	f := newForger(t, repo, s)
+	ts, snap := f.current()
+	f.timestamp(ts.Signed.Version+1, snap.Signed.Version, readServed(t, s, metaName(snap.Signed.Version, "snapshot")))
+	*now = now.Add(2 * time.Hour)
+	wantExpired(t, c.Refresh(ctx), "snapshot")
+}
+
+// A refresh that cannot fetch what the timestamp names, or cannot cache
+// what it verified, fails and leaves the trusted state as it was.
+func TestClientKeepsItsStateWhenARefreshCannotComplete(t *testing.T) {
+	for name, break_ := range map[string]func(t *testing.T, f *forger, s *tuftest.Server, c *tufrepo.Client){
+		"snapshot missing": func(t *testing.T, f *forger, s *tuftest.Server, _ *tufrepo.Client) {
+			s.Hide(metaName(f.snapshot(nil), "snapshot"))
+		},
+		"targets missing": func(t *testing.T, f *forger, _ *tuftest.Server, _ *tufrepo.Client) {
+			f.snapshot(func(s *metadata.SnapshotType) { s.Meta["targets.json"].Version++ })
+		},
+		"cache not writable": func(t *testing.T, f *forger, _ *tuftest.Server, c *tufrepo.Client) {
+			f.snapshot(nil)
+			p := filepath.Join(clientCache(t, c), "timestamp.json")
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(filepath.Join(p, "in-the-way"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			repo, s, c := setup(t, tuftest.Options{})
+			before, _ := c.State()
+			break_(t, newForger(t, repo, s), s, c)
+			if err := c.Refresh(ctx); err == nil {
+				t.Fatal("the refresh succeeded")
+			}
+			if after, _ := c.State(); after != before {
+				t.Fatalf("a failed refresh changed the trusted state: %+v -> %+v", before, after)
+			}
+			if _, err := c.Target(ctx, tuftest.ArtifactPath(0)); err != nil {
+				t.Fatalf("after a failed refresh: %v", err)
+			}
+		})
 	}
 }

@@ -34,15 +34,16 @@ import (
 //   - timestamp: go-tuf's UpdateTimestamp, against the trusted one (rollback
 //     of the timestamp and of the snapshot version it names, signatures,
 //     expiry);
-//   - snapshot: unchanged if the timestamp names the trusted version (its
-//     expiry checked again); else fetched at the version, length and hashes
-//     the timestamp gives and verified as canonical: strict layout, _type,
-//     a threshold of the root's snapshot keys, the version the timestamp
-//     names, not expired, and no file the trusted snapshot lists dropped or
-//     rolled back (TUF 5.5). A snapshot in another layout goes to go-tuf's
-//     UpdateSnapshot, with the trusted one to check rollback against;
+//   - snapshot: unchanged if the timestamp names the trusted version; else
+//     fetched at the version, length and hashes the timestamp gives and
+//     verified as canonical: strict layout, _type, a threshold of the
+//     root's snapshot keys, and no file the trusted snapshot lists dropped
+//     or rolled back (TUF 5.5). A snapshot in another layout goes to
+//     go-tuf's UpdateSnapshot, with the trusted one to check rollback
+//     against;
 //   - targets: go-tuf's UpdateTargets, from the cache when the snapshot
-//     lists the cached version, else fetched.
+//     lists the cached version, else fetched; it checks first that the
+//     snapshot is the version the timestamp names and has not expired.
 //
 // What changed is written to the cache as go-tuf writes it, so a restart
 // (or the updater a slow-path lookup needs) starts from the same state.
@@ -341,16 +342,15 @@ func (c *Client) fastRefreshLocked(ctx context.Context) error {
 	if sm == nil {
 		return errSlowRefresh
 	}
+	// The snapshot's version against the timestamp's and its expiry are
+	// checked by UpdateTargets (go-tuf's final-snapshot check), below.
 	if sm.Version == prev.Snapshot.Signed.Version {
 		t.Snapshot = prev.Snapshot
-		if t.Snapshot.Signed.IsExpired(now) {
-			return c.wrap(ctx, "refresh", &metadata.ErrExpiredMetadata{Msg: "snapshot.json is expired"})
-		}
 	} else {
 		if snapData, err = c.fetch.download(ctx, base+metaFileName(metadata.SNAPSHOT, sm.Version), sm.Length); err != nil {
 			return c.wrap(ctx, "refresh", err)
 		}
-		if err := c.verifySnapshotLocked(t, prev.Snapshot, sm, snapData, now); err != nil {
+		if err := c.verifySnapshotLocked(t, prev.Snapshot, sm, snapData); err != nil {
 			return c.wrap(ctx, "refresh", err)
 		}
 	}
@@ -379,7 +379,7 @@ func (c *Client) fastRefreshLocked(ctx context.Context) error {
 
 // verifySnapshotLocked verifies data, the snapshot sm names, and makes it
 // t's snapshot; old is the snapshot trusted so far, under the same root.
-func (c *Client) verifySnapshotLocked(t *trustedmetadata.TrustedMetadata, old *metadata.Metadata[metadata.SnapshotType], sm *metadata.MetaFiles, data []byte, now time.Time) error {
+func (c *Client) verifySnapshotLocked(t *trustedmetadata.TrustedMetadata, old *metadata.Metadata[metadata.SnapshotType], sm *metadata.MetaFiles, data []byte) error {
 	if err := sm.VerifyLengthHashes(data); err != nil {
 		return err
 	}
@@ -400,12 +400,6 @@ func (c *Client) verifySnapshotLocked(t *trustedmetadata.TrustedMetadata, old *m
 		if mf.Version < was.Version {
 			return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("expected %s version %d or higher, got %d", name, was.Version, mf.Version)}
 		}
-	}
-	if s.Signed.Version != sm.Version {
-		return &metadata.ErrBadVersionNumber{Msg: fmt.Sprintf("snapshot version %d, the timestamp names %d", s.Signed.Version, sm.Version)}
-	}
-	if s.Signed.IsExpired(now) {
-		return &metadata.ErrExpiredMetadata{Msg: "snapshot.json is expired"}
 	}
 	t.Snapshot = s
 	return nil
