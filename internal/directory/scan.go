@@ -356,36 +356,27 @@ func (s *Server) publishWith(ctx context.Context, src config.CatalogSource, scan
 	// once both are done; otherwise (a signing that failed before, the
 	// first signing) sign catches up from the database afterwards.
 	var committed time.Time
-	expected := len(have) + res.sum.Added
-	if changes := res.changes(row.Version + 1); len(changes) > 0 {
-		done := make(chan struct{})
-		var commitErr error
-		go func() {
-			defer close(done)
-			commitErr = commit()
-			committed = s.now()
-		}()
-		ready := func() error { <-done; return commitErr }
-		alongside, signErr := s.signAlongside(ctx, src, row.ID, row.Version+1, expected, changes, ready)
-		if err := ready(); err != nil {
-			return res.sum, row.Version, err
-		}
-		if alongside && signErr != nil {
-			return res.sum, row.Version, signErr
-		}
-		if !alongside {
-			if err := s.sign(ctx, src, row.ID, v, expected); err != nil {
-				return res.sum, row.Version, err
-			}
-		}
-	} else {
-		if err := commit(); err != nil {
-			return res.sum, row.Version, err
-		}
+	var commitErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		commitErr = commit()
 		committed = s.now()
-		if err := s.sign(ctx, src, row.ID, v, expected); err != nil {
-			return res.sum, row.Version, err
-		}
+	}()
+	ready := func() error { <-done; return commitErr }
+	expected := len(have) + res.sum.Added
+	alongside, signErr := false, error(nil)
+	if changes := res.changes(row.Version + 1); len(changes) > 0 {
+		alongside, signErr = s.signAlongside(ctx, src, row.ID, row.Version+1, expected, changes, ready)
+	}
+	if err := ready(); err != nil {
+		return res.sum, row.Version, err
+	}
+	if !alongside {
+		signErr = s.sign(ctx, src, row.ID, v, expected)
+	}
+	if signErr != nil {
+		return res.sum, row.Version, signErr
 	}
 	signed := s.now()
 	if v == row.Version {
